@@ -1,0 +1,175 @@
+"""config/models.yaml as pydantic models: validated at start, errors name the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config" / "models.yaml"
+
+#: The per-backend keys of the original README; a file using only these describes
+#: backends that are already running (the hub connects, it does not start them).
+LEGACY_KEYS = frozenset({"host", "port", "enabled", "reconnect_interval", "max_reconnect_attempts", "request_timeout"})
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, not YAML, or has a bad key (named in the message)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class BackendConfig(_Strict):
+    """One backend under ``model_backends:``; its key is the name clients use as ``model``."""
+
+    name: str = ""
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    managed: bool | None = None
+    path: Path | None = None
+    entry: str = "main.py"
+    venv: Path | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    description: str = ""
+    model_path: str | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    memory_mb: int = Field(default=512, ge=0)
+    small_variant: dict[str, Any] | None = None
+    keep_alive: float = Field(default=300.0, ge=-1)
+    eager_load: bool = False
+    required: bool = False
+    autostart: bool = True
+    reconnect_interval: float = Field(default=1.0, gt=0)
+    max_reconnect_attempts: int = Field(default=0, ge=0)
+    request_timeout: float = Field(default=30.0, gt=0)
+    ping_interval: float = Field(default=5.0, gt=0)
+    ping_timeout: float = Field(default=3.0, gt=0)
+    unhealthy_after: int = Field(default=2, ge=1)
+    startup_timeout: float = Field(default=120.0, gt=0)
+    max_restarts: int = Field(default=5, ge=0)
+    restart_window: float = Field(default=300.0, gt=0)
+    max_queue: int = Field(default=64, ge=1)
+    max_in_flight: int = Field(default=4, ge=1)
+    max_concurrency: int = Field(default=1, ge=1)
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def is_managed(self) -> bool:
+        return bool(self.managed)
+
+    @property
+    def folder(self) -> Path:
+        path = self.path or Path("model_backends") / f"{self.name}_backend"
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    @property
+    def venv_dir(self) -> Path:
+        venv = self.venv or self.folder / ".venv"
+        return venv if venv.is_absolute() else REPO_ROOT / venv
+
+    @property
+    def python(self) -> Path:
+        return self.venv_dir / "bin" / "python"
+
+    @property
+    def requirements(self) -> Path:
+        return self.folder / "requirements.txt"
+
+
+class ExternalProvider(_Strict):
+    """An OpenAI-compatible server the gateway can proxy to (Ollama, vLLM, OpenAI...)."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None = None
+    replaces: str | None = None
+    timeout: float = Field(default=120.0, gt=0)
+
+
+class HubConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    api_key_env: str = "HUB_API_KEY"
+    admin_key_env: str = "HUB_ADMIN_KEY"
+    require_api_key: bool | None = None
+    log_dir: Path = Path("logs")
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_connections: int = Field(default=256, ge=1)
+    client_max_in_flight: int = Field(default=64, ge=1)
+    client_rate_limit: float = Field(default=500.0, gt=0)
+    client_send_queue: int = Field(default=256, ge=1)
+    memory_budget_mb: int | None = Field(default=None, ge=0)
+    shutdown_grace: float = Field(default=10.0, ge=0)
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir if self.log_dir.is_absolute() else REPO_ROOT / self.log_dir
+
+
+class Config(_Strict):
+    hub: HubConfig = Field(default_factory=HubConfig)
+    model_backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    external_providers: dict[str, ExternalProvider] = Field(default_factory=dict)
+
+    @field_validator("model_backends", mode="before")
+    @classmethod
+    def _name_backends(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        named: dict[str, Any] = {}
+        for name, entry in value.items():
+            if isinstance(entry, dict):
+                entry = dict(entry)
+                if entry.get("managed") is None:
+                    entry["managed"] = not set(entry) <= LEGACY_KEYS
+                entry.setdefault("name", name)
+            named[name] = entry
+        return named
+
+    @model_validator(mode="after")
+    def _ports_unique(self) -> Config:
+        seen: dict[tuple[str, int], str] = {}
+        for name, backend in self.model_backends.items():
+            key = (backend.host, backend.port)
+            if key in seen:
+                raise ValueError(f"model_backends.{name}.port {backend.port} is also used by {seen[key]}")
+            seen[key] = name
+        return self
+
+    def enabled_backends(self) -> dict[str, BackendConfig]:
+        return {n: b for n, b in self.model_backends.items() if b.enabled}
+
+
+def load_config(path: Path | str | None = None) -> Config:
+    """Read and validate a models.yaml; raises ``ConfigError`` naming the bad key."""
+    file = Path(path) if path else DEFAULT_CONFIG
+    try:
+        raw = yaml.safe_load(file.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {file}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file} is not valid YAML: {exc}") from exc
+    return parse_config(raw, source=str(file))
+
+
+def parse_config(raw: Any, source: str = "<config>") -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {key}: {err['msg']}")
+        raise ConfigError(f"{source} is invalid:\n" + "\n".join(lines)) from exc

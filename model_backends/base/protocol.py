@@ -1,0 +1,289 @@
+"""The wire protocol: every message as a pydantic model, and sans-I/O encode/decode.
+
+Nothing here touches a socket. A frame is either a JSON text frame (one message) or a
+binary envelope: a 4-byte big-endian header length, the JSON header (a message), then raw
+bytes that fill ``data[<binary_field>]`` of that message (an image, a float32 signal).
+
+``decode`` raises :class:`ProtocolError` (with the right :class:`ErrorCode`) for anything
+that is not a valid message; callers answer that with an ``error`` message and keep going.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Annotated, Any, Literal, TypeAlias
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from model_backends.base.errors import RETRYABLE, ErrorCode, ProtocolError
+
+PROTOCOL_VERSION = 1
+
+#: Priorities: 1 is interactive, 10 is batch (the default).
+PRIORITY_INTERACTIVE = 1
+PRIORITY_BATCH = 10
+
+_HEADER_LEN = struct.Struct(">I")
+
+
+class Message(BaseModel):
+    """Base of all messages: unknown extra keys are kept, so newer peers stay compatible."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class InferenceRequest(Message):
+    """Client -> hub -> backend. ``model``/``models`` are read by the hub only."""
+
+    type: Literal["inference_request"] = "inference_request"
+    request_id: str = Field(min_length=1, max_length=256)
+    data: dict[str, Any] = Field(default_factory=dict)
+    model: str | None = None
+    models: list[str] | None = None
+    stream_id: str | None = Field(default=None, max_length=256)
+    priority: int = Field(default=PRIORITY_BATCH, ge=1, le=10)
+    timeout: float | None = Field(default=None, gt=0, le=3600)
+    stream: bool = False
+
+
+class InferenceResponse(Message):
+    """Backend -> hub -> client. ``done`` is false on partial (streamed) responses."""
+
+    type: Literal["inference_response"] = "inference_response"
+    request_id: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    model: str | None = None
+    done: bool = True
+
+
+class ErrorMessage(Message):
+    """Either way. ``code`` is one of :class:`ErrorCode`; ``retryable`` says if a retry may help."""
+
+    type: Literal["error"] = "error"
+    request_id: str | None = None
+    error: str
+    code: ErrorCode = ErrorCode.INTERNAL
+    model: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+
+
+class HealthCheck(Message):
+    type: Literal["health_check"] = "health_check"
+    request_id: str | None = None
+
+
+class MemoryUsage(BaseModel):
+    """Memory of one process: resident set and, where torch sees a GPU, GPU bytes."""
+
+    rss_bytes: int = 0
+    gpu_bytes: int | None = None
+
+
+class Pong(Message):
+    """The answer to ``health_check``: the backend's live state."""
+
+    type: Literal["pong"] = "pong"
+    request_id: str | None = None
+    status: Literal["healthy", "loading", "unloading", "degraded"] = "healthy"
+    backend: str = ""
+    version: str = ""
+    protocol_version: int = PROTOCOL_VERSION
+    model_loaded: bool = False
+    model: str | None = None
+    in_flight: int = 0
+    queue_depth: int = 0
+    memory: MemoryUsage = Field(default_factory=MemoryUsage)
+    uptime_s: float = 0.0
+    max_batch_size: int = 1
+    pid: int = 0
+
+
+class LoadModel(Message):
+    type: Literal["load_model"] = "load_model"
+    request_id: str | None = None
+
+
+class UnloadModel(Message):
+    type: Literal["unload_model"] = "unload_model"
+    request_id: str | None = None
+
+
+class ModelState(Message):
+    """The answer to ``load_model``/``unload_model``: memory before and after."""
+
+    type: Literal["model_state"] = "model_state"
+    request_id: str | None = None
+    action: Literal["load", "unload"]
+    loaded: bool
+    memory_before: MemoryUsage
+    memory_after: MemoryUsage
+    duration_ms: float
+
+
+class Cancel(Message):
+    """Hub -> backend: the client went away; stop work on ``request_id`` if possible."""
+
+    type: Literal["cancel"] = "cancel"
+    request_id: str
+
+
+class Loading(Message):
+    """Hub -> client: the model for this request is loading; an answer follows."""
+
+    type: Literal["loading"] = "loading"
+    request_id: str
+    model: str
+    elapsed_s: float = 0.0
+
+
+class Authenticate(Message):
+    """Client -> hub, first message, for browsers that cannot set headers on a WebSocket."""
+
+    type: Literal["auth"] = "auth"
+    api_key: str
+
+
+AnyMessage: TypeAlias = Annotated[
+    InferenceRequest
+    | InferenceResponse
+    | ErrorMessage
+    | HealthCheck
+    | Pong
+    | LoadModel
+    | UnloadModel
+    | ModelState
+    | Cancel
+    | Loading
+    | Authenticate,
+    Field(discriminator="type"),
+]
+
+_ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(AnyMessage)
+MESSAGE_TYPES: frozenset[str] = frozenset(
+    m.model_fields["type"].default
+    for m in (
+        InferenceRequest,
+        InferenceResponse,
+        ErrorMessage,
+        HealthCheck,
+        Pong,
+        LoadModel,
+        UnloadModel,
+        ModelState,
+        Cancel,
+        Loading,
+        Authenticate,
+    )
+)
+
+
+def parse_json(frame: str | bytes) -> dict[str, Any]:
+    """Parse a text frame into a JSON object, or raise ``ProtocolError``."""
+    try:
+        obj = orjson.loads(frame)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"malformed JSON: {exc}", code=ErrorCode.INVALID_JSON) from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError("a message must be a JSON object", code=ErrorCode.INVALID_JSON)
+    return obj
+
+
+def split_envelope(frame: bytes) -> tuple[dict[str, Any], memoryview]:
+    """Split a binary envelope into its header object and its raw payload (no copy)."""
+    if len(frame) < _HEADER_LEN.size:
+        raise ProtocolError("binary frame shorter than its 4-byte header length")
+    (header_len,) = _HEADER_LEN.unpack_from(frame)
+    end = _HEADER_LEN.size + header_len
+    if header_len == 0 or end > len(frame):
+        raise ProtocolError(f"binary header length {header_len} does not fit a {len(frame)}-byte frame")
+    view = memoryview(frame)
+    header = parse_json(view[_HEADER_LEN.size : end])
+    return header, view[end:]
+
+
+def join_envelope(header: dict[str, Any] | bytes, payload: bytes | memoryview) -> bytes:
+    """Build a binary envelope from a header (object or already-encoded JSON) and raw bytes."""
+    head = header if isinstance(header, bytes) else orjson.dumps(header)
+    return b"".join((_HEADER_LEN.pack(len(head)), head, payload))
+
+
+def binary_field_of(header: dict[str, Any]) -> str:
+    """The ``data`` key that a binary envelope's payload fills (``image`` by default)."""
+    field = header.get("binary_field", "image")
+    if not isinstance(field, str) or not field:
+        raise ProtocolError("binary_field must be a non-empty string")
+    return field
+
+
+def validate(obj: dict[str, Any]) -> AnyMessage:
+    """Validate a parsed JSON object into its message model, or raise ``ProtocolError``."""
+    kind = obj.get("type")
+    if kind not in MESSAGE_TYPES:
+        raise ProtocolError(f"unknown message type {kind!r}", code=ErrorCode.UNKNOWN_TYPE)
+    try:
+        return _ADAPTER.validate_python(obj)
+    except ValidationError as exc:
+        raise ProtocolError(describe_validation_error(exc)) from exc
+
+
+def decode(frame: str | bytes) -> AnyMessage:
+    """Decode one frame (text JSON, or a binary envelope) into a message.
+
+    For a binary envelope the payload is put into ``data[binary_field]`` as ``bytes``.
+    """
+    if isinstance(frame, str):
+        return validate(parse_json(frame))
+    if frame[:1] in (b"{", b" ", b"\n", b"\t", b"\r"):
+        return validate(parse_json(frame))
+    header, payload = split_envelope(frame)
+    field = binary_field_of(header)
+    data = header.get("data")
+    if data is None:
+        data = header["data"] = {}
+    if not isinstance(data, dict):
+        raise ProtocolError("data must be an object")
+    data[field] = bytes(payload)
+    return validate(header)
+
+
+def encode(message: Message) -> bytes:
+    """Encode a message as a JSON text frame's bytes (orjson; unset optional fields dropped)."""
+    return orjson.dumps(message.model_dump(mode="json", exclude_none=True))
+
+
+def error_message(
+    request_id: str | None,
+    error: str,
+    code: ErrorCode,
+    *,
+    model: str | None = None,
+    retry_after: float | None = None,
+) -> ErrorMessage:
+    """Build an ``error`` message with its retry hint filled in from the code."""
+    return ErrorMessage(
+        request_id=request_id,
+        error=error,
+        code=code,
+        model=model,
+        retryable=code in RETRYABLE,
+        retry_after=retry_after,
+    )
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad field, e.g. ``request_id: Field required``."""
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"][1:] or err["loc"])
+        parts.append(f"{loc}: {err['msg']}")
+    return "invalid message: " + "; ".join(parts)
+
+
+def decode_header_only(frame: str | bytes) -> dict[str, Any]:
+    """The JSON object of a frame (a text message, or a binary envelope's header), unvalidated."""
+    if isinstance(frame, str) or frame[:1] == b"{":
+        return parse_json(frame)
+    header, _payload = split_envelope(frame)
+    return header

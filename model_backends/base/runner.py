@@ -1,0 +1,43 @@
+"""The standard entry point: ``python main.py --host H --port P`` for any backend."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Sequence
+
+from model_backends.base.base_backend import BaseModelBackend
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def build_parser(description: str = "Run a model backend") -> argparse.ArgumentParser:
+    """The flags every backend understands; ``main.py`` may add its own before parsing."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=8766, help="TCP port to listen on")
+    parser.add_argument("--model-path", default=os.environ.get("HUB_MODEL_PATH"), help="model folder or id")
+    parser.add_argument("--device", default=os.environ.get("HUB_DEVICE"), help="cpu, cuda, or auto")
+    parser.add_argument("--eager", action="store_true", help="load the model at start, not on first use")
+    parser.add_argument("--max-concurrency", type=int, default=1, help="requests served at once")
+    parser.add_argument("--log-level", default=os.environ.get("HUB_LOG_LEVEL", "INFO"))
+    return parser
+
+
+def run_backend(backend_cls: type[BaseModelBackend], argv: Sequence[str] | None = None) -> None:
+    """Parse the standard flags, build the backend and serve until SIGTERM/SIGINT."""
+    args = build_parser(backend_cls.__doc__ or "Run a model backend").parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    backend = backend_cls(
+        host=args.host,
+        port=args.port,
+        model_path=args.model_path,
+        device=None if args.device in (None, "", "auto") else args.device,
+        eager_load=args.eager,
+        max_concurrency=args.max_concurrency,
+    )
+    try:
+        backend.start()
+    except KeyboardInterrupt:
+        backend.stop()

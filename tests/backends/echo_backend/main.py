@@ -1,0 +1,51 @@
+"""A small backend for testing the hub's mechanics: echo, sleep, fail, stream, crash."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from model_backends.base import BadRequestError, BaseModelBackend, current_request, run_backend
+
+
+class EchoBackend(BaseModelBackend):
+    """Echoes its input; data.sleep makes it slow, data.fail makes it fail, data.stream_n streams."""
+
+    name = "echo"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loads = 0
+        self.payload: bytearray | None = None
+
+    def initialize_model(self) -> None:
+        time.sleep(float(os.environ.get("ECHO_LOAD_SECONDS", "0")))
+        self.payload = bytearray(int(os.environ.get("ECHO_MODEL_MB", "0")) * 1024 * 1024)
+        self.loads += 1
+
+    def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
+        if "sleep" in data:
+            time.sleep(float(data["sleep"]))
+        if data.get("fail") == "bad_request":
+            raise BadRequestError("asked to fail")
+        if data.get("fail") == "crash":
+            os._exit(3)
+        if data.get("fail") == "exception":
+            raise RuntimeError("boom")
+        ctx = current_request()
+        for i in range(int(data.get("stream_n", 0))):
+            if ctx is not None:
+                ctx.emit_partial({"token": i})
+        out: dict[str, Any] = {"echo": {k: v for k, v in data.items() if not isinstance(v, bytes)}, "loads": self.loads, "pid": os.getpid()}
+        for key, value in data.items():
+            if isinstance(value, bytes):
+                out["echo"][key] = {"bytes": len(value)}
+        return out
+
+    def cleanup(self) -> None:
+        self.payload = None
+
+
+if __name__ == "__main__":
+    run_backend(EchoBackend)
