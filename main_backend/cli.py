@@ -25,12 +25,35 @@ def _cmd_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from main_backend.app import serve
+
+    config = load_config(args.config)
+    host = args.host or config.hub.host
+    port = config.hub.port if args.port is None else args.port
+    try:
+        import uvloop
+
+        uvloop.run(serve(config, host, port, args.supervise))
+    except ImportError:
+        asyncio.run(serve(config, host, port, args.supervise))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=None, help="path to models.yaml (default config/models.yaml)")
+    common.add_argument("--log-level", default="INFO")
     parser = argparse.ArgumentParser(prog="python -m main_backend", description="Real-time inference hub")
-    parser.add_argument("--config", default=None, help="path to models.yaml (default config/models.yaml)")
-    parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
-    setup = sub.add_parser("setup", help="create or update backend venvs")
+    serve = sub.add_parser("serve", help="run the hub", parents=[common])
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--supervise", action="store_true", help="also start and supervise the configured backends")
+    serve.set_defaults(func=_cmd_serve)
+    setup = sub.add_parser("setup", help="create or update backend venvs", parents=[common])
     setup.add_argument("names", nargs="*")
     setup.add_argument("--force", action="store_true")
     setup.set_defaults(func=_cmd_setup)

@@ -293,7 +293,9 @@ class BaseModelBackend(ABC):
             frame = _dumps({"type": "inference_response", "request_id": rid, "data": data, "done": False})
             loop.call_soon_threadsafe(self._send_soon, conn, frame)
 
-        ctx = RequestContext(request_id=rid, stream_id=req.stream_id, priority=req.priority, stream=req.stream, _emit=emit)
+        ctx = RequestContext(
+            request_id=rid, stream_id=req.stream_id, priority=req.priority, stream=req.stream, _emit=emit
+        )
         job = _Job(req.priority, next(self._seq), req, conn, ctx)
         self._jobs[(id(conn), rid)] = job
         self._queue.put_nowait(job)
@@ -364,7 +366,9 @@ class BaseModelBackend(ABC):
             return
         if isinstance(result, BaseException):
             logger.error("%s: request %s failed", self.name, rid, exc_info=result)
-            await self._send(job.conn, protocol.error_message(rid, f"{type(result).__name__}: {result}", ErrorCode.INTERNAL))
+            await self._send(
+                job.conn, protocol.error_message(rid, f"{type(result).__name__}: {result}", ErrorCode.INTERNAL)
+            )
             return
         if not isinstance(result, dict):
             result = {"result": result}
@@ -380,7 +384,9 @@ class BaseModelBackend(ABC):
             frame = _dumps(body)
         except TypeError as exc:
             logger.error("%s: request %s returned data that is not JSON: %s", self.name, rid, exc)
-            await self._send(job.conn, protocol.error_message(rid, f"result is not JSON-serialisable: {exc}", ErrorCode.INTERNAL))
+            await self._send(
+                job.conn, protocol.error_message(rid, f"result is not JSON-serialisable: {exc}", ErrorCode.INTERNAL)
+            )
             return
         await self._send_raw(job.conn, frame)
 
@@ -413,8 +419,16 @@ class BaseModelBackend(ABC):
         self.model_loaded = True
         after = current_memory()
         duration = (time.perf_counter() - started) * 1000
-        logger.info("%s: model loaded in %.0f ms (rss %.0f -> %.0f MB)", self.name, duration, before.rss_bytes / 1e6, after.rss_bytes / 1e6)
-        return protocol.ModelState(action="load", loaded=True, memory_before=before, memory_after=after, duration_ms=duration)
+        logger.info(
+            "%s: model loaded in %.0f ms (rss %.0f -> %.0f MB)",
+            self.name,
+            duration,
+            before.rss_bytes / 1e6,
+            after.rss_bytes / 1e6,
+        )
+        return protocol.ModelState(
+            action="load", loaded=True, memory_before=before, memory_after=after, duration_ms=duration
+        )
 
     async def _unload_locked(self) -> protocol.ModelState:
         assert self._idle is not None
@@ -431,10 +445,20 @@ class BaseModelBackend(ABC):
             await asyncio.to_thread(release_memory)
         after = current_memory()
         duration = (time.perf_counter() - started) * 1000
-        logger.info("%s: model unloaded in %.0f ms (rss %.0f -> %.0f MB)", self.name, duration, before.rss_bytes / 1e6, after.rss_bytes / 1e6)
-        return protocol.ModelState(action="unload", loaded=False, memory_before=before, memory_after=after, duration_ms=duration)
+        logger.info(
+            "%s: model unloaded in %.0f ms (rss %.0f -> %.0f MB)",
+            self.name,
+            duration,
+            before.rss_bytes / 1e6,
+            after.rss_bytes / 1e6,
+        )
+        return protocol.ModelState(
+            action="unload", loaded=False, memory_before=before, memory_after=after, duration_ms=duration
+        )
 
-    async def _handle_model_control(self, conn: ServerConnection, msg: protocol.LoadModel | protocol.UnloadModel) -> None:
+    async def _handle_model_control(
+        self, conn: ServerConnection, msg: protocol.LoadModel | protocol.UnloadModel
+    ) -> None:
         assert self._load_lock is not None
         try:
             async with self._load_lock:

@@ -66,9 +66,7 @@ class HubError(Exception):
 
     code: ErrorCode = ErrorCode.INTERNAL
 
-    def __init__(
-        self, message: str, *, code: ErrorCode | None = None, retry_after: float | None = None
-    ) -> None:
+    def __init__(self, message: str, *, code: ErrorCode | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code

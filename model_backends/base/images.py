@@ -118,6 +118,11 @@ def _decode_with_pillow(raw: bytes) -> np.ndarray:
         raise BadRequestError(f"data is not a decodable image: {exc}") from exc
 
 
-def request_image(data: dict[str, Any], field: str = "image", max_bytes: int = DEFAULT_MAX_IMAGE_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def request_image(
+    data: dict[str, Any],
+    field: str = "image",
+    max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
     """The request's image as an RGB array: ``image_bytes_from`` then ``decode_image``."""
     return decode_image(image_bytes_from(data, field, max_bytes), max_pixels)

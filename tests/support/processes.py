@@ -165,9 +165,7 @@ def backend_states(hub: RunningProcess, headers: Mapping[str, str] | None = None
     return {b["name"]: b["state"] for b in data["backends"]}
 
 
-def wait_backends_ready(
-    hub: RunningProcess, names: Sequence[str], timeout: float = 60.0, state: str = "ready"
-) -> None:
+def wait_backends_ready(hub: RunningProcess, names: Sequence[str], timeout: float = 60.0, state: str = "ready") -> None:
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
     while time.monotonic() < deadline:

@@ -37,7 +37,11 @@ class EchoBackend(BaseModelBackend):
         for i in range(int(data.get("stream_n", 0))):
             if ctx is not None:
                 ctx.emit_partial({"token": i})
-        out: dict[str, Any] = {"echo": {k: v for k, v in data.items() if not isinstance(v, bytes)}, "loads": self.loads, "pid": os.getpid()}
+        out: dict[str, Any] = {
+            "echo": {k: v for k, v in data.items() if not isinstance(v, bytes)},
+            "loads": self.loads,
+            "pid": os.getpid(),
+        }
         for key, value in data.items():
             if isinstance(value, bytes):
                 out["echo"][key] = {"bytes": len(value)}

@@ -1,0 +1,78 @@
+"""Composition of the hub's aiohttp application, and running it until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from main_backend.auth import AuthPolicy
+from main_backend.client_ws import ClientEndpoint
+from main_backend.config import Config
+from main_backend.http_api import HttpApi
+from main_backend.hub import Hub
+
+logger = logging.getLogger(__name__)
+
+HUB_KEY: web.AppKey[Hub] = web.AppKey("hub", Hub)
+
+
+def create_app(hub: Hub, auth: AuthPolicy) -> web.Application:
+    app = web.Application(client_max_size=hub.config.hub.max_message_bytes * 4)
+    app[HUB_KEY] = hub
+    app.router.add_get("/ws", ClientEndpoint(hub, auth).handle)
+    app.router.add_routes(HttpApi(hub, auth).routes())
+    for extension in _extensions():
+        extension(app, hub, auth)
+    return app
+
+
+def _extensions() -> list[type]:
+    """Optional surfaces (gateway, dashboard) mounted when their modules are present."""
+    found: list[type] = []
+    try:
+        from main_backend.gateway.routes import mount as mount_gateway
+
+        found.append(mount_gateway)  # type: ignore[arg-type]
+    except ImportError:
+        pass
+    try:
+        from main_backend.dashboard.routes import mount as mount_dashboard
+
+        found.append(mount_dashboard)  # type: ignore[arg-type]
+    except ImportError:
+        pass
+    return found
+
+
+async def serve(config: Config, host: str, port: int, supervise: bool) -> None:
+    """Run the hub until SIGTERM/SIGINT, then drain and stop (exit code 0)."""
+    auth = AuthPolicy.from_config(config.hub, host)
+    hub = Hub(config, supervise=supervise)
+    app = create_app(hub, auth)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await hub.start()
+    await site.start()
+    logger.info(
+        "hub listening on http://%s:%d  (dashboard: http://%s:%d/ , clients: ws://%s:%d/ws)",
+        host,
+        port,
+        host,
+        port,
+        host,
+        port,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info("shutting down: draining requests (grace %.1fs)", config.hub.shutdown_grace)
+    await site.stop()
+    await hub.stop()
+    await runner.cleanup()
+    logger.info("hub stopped")

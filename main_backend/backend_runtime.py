@@ -1,0 +1,100 @@
+"""BackendRuntime: everything the hub knows about one backend, owned by the Hub."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from main_backend.config import BackendConfig
+from main_backend.latency import LatencyWindow
+from main_backend.link import BackendLink
+from main_backend.scheduler import Scheduler
+from main_backend.state import SERVING, StateMachine
+from model_backends.base import protocol
+
+
+@dataclass
+class ModelEvent:
+    """One load or unload, with memory before and after (shown in /api/backends and logs)."""
+
+    action: str
+    at: float
+    duration_ms: float
+    rss_before: int
+    rss_after: int
+    gpu_before: int | None = None
+    gpu_after: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class BackendRuntime:
+    config: BackendConfig
+    state: StateMachine
+    scheduler: Scheduler
+    link: BackendLink | None = None
+    pong: protocol.Pong | None = None
+    pid: int | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    model_loaded: bool = False
+    measured_memory_mb: float | None = None
+    last_used: float = field(default_factory=time.monotonic)
+    latency: LatencyWindow = field(default_factory=LatencyWindow)
+    model_events: list[ModelEvent] = field(default_factory=list)
+    loads: int = 0
+    unloads: int = 0
+    requests: int = 0
+    errors: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def serving(self) -> bool:
+        return self.state.state in SERVING and self.link is not None and self.link.connected
+
+    def record_model_event(self, event: ModelEvent) -> None:
+        self.model_events.append(event)
+        del self.model_events[:-20]
+
+    def snapshot(self) -> dict[str, Any]:
+        """The JSON shape of one backend in ``GET /api/backends``."""
+        pong = self.pong
+        return {
+            "name": self.name,
+            "description": self.config.description,
+            "state": self.state.state.value,
+            "state_since_s": round(time.monotonic() - self.state.since, 3),
+            "managed": self.config.is_managed,
+            "pid": self.pid,
+            "endpoint": self.config.url,
+            "ping_rtt_ms": round(self.link.last_rtt_s * 1000, 3) if self.link and self.link.last_rtt_s else None,
+            "in_flight": self.scheduler.in_flight,
+            "queued": self.scheduler.queued,
+            "queued_by_priority": {str(k): v for k, v in sorted(self.scheduler.queued_by_priority().items())},
+            "superseded_total": self.scheduler.superseded_total,
+            "rejected_total": self.scheduler.rejected_total,
+            "latency": self.latency.summary(),
+            "requests": self.requests,
+            "errors": self.errors,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "model_loaded": self.model_loaded,
+            "model": pong.model if pong else None,
+            "memory": {
+                "rss_bytes": pong.memory.rss_bytes if pong else None,
+                "gpu_bytes": pong.memory.gpu_bytes if pong else None,
+                "declared_mb": self.config.memory_mb,
+                "measured_mb": self.measured_memory_mb,
+            },
+            "backend_uptime_s": pong.uptime_s if pong else None,
+            "backend_in_flight": pong.in_flight if pong else None,
+            "keep_alive": self.config.keep_alive,
+            "required": self.config.required,
+            "loads": self.loads,
+            "unloads": self.unloads,
+            "model_events": [e.__dict__ for e in self.model_events[-5:]],
+        }

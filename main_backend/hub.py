@@ -1,0 +1,295 @@
+"""Hub: creates and owns every part (runtimes, links, supervisor, router, metrics) and their tasks.
+
+It is also the place where link and process events become state transitions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Coroutine
+from typing import Any
+
+import aiohttp
+
+from main_backend.backend_runtime import BackendRuntime, ModelEvent
+from main_backend.config import Config
+from main_backend.link import BackendLink
+from main_backend.metrics import HubMetrics
+from main_backend.router import Router
+from main_backend.scheduler import Scheduler
+from main_backend.sessions import ClientSession
+from main_backend.state import BackendState, Event, StateMachine
+from main_backend.supervisor import Supervisor
+from model_backends.base import protocol
+from model_backends.base.errors import BackendUnavailableError, ErrorCode, HubError, UnknownModelError
+
+logger = logging.getLogger(__name__)
+
+
+class Hub:
+    """The running hub. ``start`` brings everything up; ``stop`` drains and tears down."""
+
+    def __init__(self, config: Config, *, supervise: bool = False) -> None:
+        self.config = config
+        self.supervise = supervise
+        self.started_at = time.monotonic()
+        self.sessions: set[ClientSession] = set()
+        self._backend_token = secrets.token_urlsafe(32) if supervise else None
+        self.runtimes: dict[str, BackendRuntime] = {}
+        for name, bc in config.model_backends.items():
+            self.runtimes[name] = BackendRuntime(
+                config=bc,
+                state=StateMachine(name, BackendState.STOPPED),
+                scheduler=Scheduler(name, bc.max_queue, bc.max_in_flight),
+            )
+        self.metrics = HubMetrics(self.runtimes, lambda: len(self.sessions), self.uptime)
+        self.router = Router(self.runtimes, self.metrics, config.hub.max_message_bytes)
+        self.router.client_max_in_flight = config.hub.client_max_in_flight
+        self.supervisor = Supervisor(
+            self, config.hub.log_path, self._backend_token, stop_grace=config.hub.shutdown_grace
+        )
+        self._http: aiohttp.ClientSession | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self.lifecycle: Any = None
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_at
+
+    def runtime(self, name: str) -> BackendRuntime:
+        try:
+            return self.runtimes[name]
+        except KeyError:
+            raise UnknownModelError(f"unknown backend {name!r}; known: {', '.join(self.runtimes)}") from None
+
+    # ------------------------------------------------------------------ life cycle
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession()
+        for name, rt in self.runtimes.items():
+            if rt.config.enabled:
+                self.start_backend(name)
+
+    def start_backend(self, name: str) -> None:
+        """Connect to (and, when supervising a managed backend, start) one backend."""
+        rt = self.runtime(name)
+        assert self._http is not None
+        if rt.link is None:
+            token = self._backend_token if rt.config.is_managed else None
+            rt.link = BackendLink(
+                rt.config, self, self._http, token=token, max_message_bytes=self.config.hub.max_message_bytes * 4
+            )
+        if name not in self._tasks or self._tasks[name].done():
+            self._tasks[name] = asyncio.create_task(rt.link.run(), name=f"link-{name}")
+        rt.state.fire(Event.SPAWN)
+        if self.supervise and rt.config.is_managed:
+            self.supervisor.start(rt.config)
+        else:
+            rt.link.kick()
+
+    async def stop_backend(self, name: str) -> None:
+        rt = self.runtime(name)
+        rt.state.fire(Event.STOP)
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if rt.link is not None:
+            await rt.link.close()
+        self.router.fail_backend(name, f"backend {name!r} was stopped", ErrorCode.BACKEND_UNAVAILABLE)
+        if self.supervise and rt.config.is_managed:
+            await self.supervisor.stop(name)
+        rt.state.fire(Event.EXITED)
+        rt.state.fire(Event.STOPPED)
+        rt.pid = None
+        rt.model_loaded = False
+
+    async def restart_backend(self, name: str) -> None:
+        rt = self.runtime(name)
+        if not (self.supervise and rt.config.is_managed):
+            raise HubError(
+                f"backend {name!r} is not managed by this hub; restart it where it runs", code=ErrorCode.BAD_REQUEST
+            )
+        if not self.supervisor.is_running(name):
+            self.start_backend(name)
+            return
+        await self.supervisor.restart(name, "requested by an admin")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish within ``grace``, fail the rest, tear down."""
+        grace = self.config.hub.shutdown_grace if grace is None else grace
+        self.router.accepting = False
+        deadline = time.monotonic() + grace
+        while self.router.pending_count and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a count
+            await asyncio.sleep(0.05)
+        failed = self.router.fail_all("the hub is shutting down", ErrorCode.SHUTTING_DOWN)
+        if failed:
+            logger.warning("shutdown: %d requests did not finish within %.1fs", failed, grace)
+        await asyncio.sleep(0.05)  # let writers flush the last answers
+        for session in list(self.sessions):
+            await session.ws.close(code=1001, message=b"hub shutting down")
+            await session.close()
+        if self.lifecycle is not None:
+            await self.lifecycle.close()
+        for rt in self.runtimes.values():
+            if rt.config.enabled:
+                rt.state.fire(Event.STOP)
+        await self.supervisor.close()
+        for task in self._tasks.values():
+            task.cancel()
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), *self._background, return_exceptions=True)
+        await self.router.close()
+        if self._http is not None:
+            await self._http.close()
+
+    # ------------------------------------------------------------------ admin
+    async def model_control(self, name: str, action: str, reason: str = "admin") -> dict[str, Any]:
+        """Send load_model/unload_model to a backend and record memory before/after."""
+        rt = self.runtime(name)
+        if rt.link is None or not rt.link.connected:
+            raise BackendUnavailableError(f"backend {name!r} is not connected")
+        rt.state.fire(Event.LOAD_STARTED if action == "load" else Event.UNLOAD_STARTED)
+        try:
+            answer = await rt.link.control({"type": f"{action}_model"}, timeout=max(rt.config.startup_timeout, 60.0))
+        finally:
+            rt.state.fire(Event.LOAD_DONE if action == "load" else Event.UNLOAD_DONE)
+        if answer.get("type") == "error":
+            raise HubError(str(answer.get("error")), code=ErrorCode(answer.get("code", "internal")))
+        state = protocol.ModelState.model_validate(answer)
+        self.note_model_state(rt, state, reason)
+        return state.model_dump(mode="json", exclude_none=True)
+
+    def note_model_state(self, rt: BackendRuntime, state: protocol.ModelState, reason: str) -> None:
+        rt.model_loaded = state.loaded
+        event = ModelEvent(
+            action=state.action,
+            at=time.time(),
+            duration_ms=round(state.duration_ms, 1),
+            rss_before=state.memory_before.rss_bytes,
+            rss_after=state.memory_after.rss_bytes,
+            gpu_before=state.memory_before.gpu_bytes,
+            gpu_after=state.memory_after.gpu_bytes,
+            reason=reason,
+        )
+        rt.record_model_event(event)
+        if state.action == "load":
+            rt.loads += 1
+            self.metrics.model_loads.labels(rt.name).inc()
+            grown = (state.memory_after.rss_bytes - state.memory_before.rss_bytes) / 1e6
+            gpu = ((state.memory_after.gpu_bytes or 0) - (state.memory_before.gpu_bytes or 0)) / 1e6
+            if state.duration_ms > 0 and max(grown, gpu) > 0:
+                rt.measured_memory_mb = round(max(grown, gpu), 1)
+        else:
+            rt.unloads += 1
+            self.metrics.model_unloads.labels(rt.name, reason).inc()
+        logger.info(
+            "%s: model %s (%s) in %.0f ms; rss %.0f -> %.0f MB, gpu %s -> %s",
+            rt.name,
+            "loaded" if state.loaded else "unloaded",
+            reason,
+            state.duration_ms,
+            state.memory_before.rss_bytes / 1e6,
+            state.memory_after.rss_bytes / 1e6,
+            _mb(state.memory_before.gpu_bytes),
+            _mb(state.memory_after.gpu_bytes),
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "hub": {
+                "uptime_s": round(self.uptime(), 3),
+                "clients": len(self.sessions),
+                "pending": self.router.pending_count,
+                "supervise": self.supervise,
+            },
+            "backends": [rt.snapshot() for rt in self.runtimes.values()],
+        }
+
+    def readiness(self) -> tuple[bool, list[str]]:
+        problems = [
+            f"{n}: {rt.state.state.value}" for n, rt in self.runtimes.items() if rt.config.required and not rt.serving
+        ]
+        return not problems, problems
+
+    # ------------------------------------------------------------------ LinkListener
+    def link_connected(self, name: str) -> None:
+        rt = self.runtimes[name]
+        rt.state.fire(Event.CONNECTED)
+        rt.last_error = None
+        self._kick(rt)
+
+    def link_frame(self, name: str, obj: dict[str, Any]) -> None:
+        self.router.on_backend_frame(name, obj)
+
+    def link_pong(self, name: str, pong: protocol.Pong, rtt_s: float) -> None:
+        rt = self.runtimes[name]
+        rt.pong = pong
+        rt.model_loaded = pong.model_loaded
+        if rt.pid is None or not (self.supervise and rt.config.is_managed):
+            rt.pid = pong.pid
+        rt.state.fire(Event.PING_OK)
+
+    def link_ping_failed(self, name: str, consecutive: int) -> None:
+        rt = self.runtimes[name]
+        rt.state.fire(Event.PING_FAILED)
+        rt.last_error = f"{consecutive} health checks in a row got no answer"
+        if consecutive >= rt.config.unhealthy_after and self.supervise and rt.config.is_managed:
+            self._spawn(self.supervisor.restart(name, "not answering health checks", kill=True))
+
+    def link_disconnected(self, name: str, reason: str) -> None:
+        rt = self.runtimes[name]
+        rt.state.fire(Event.DISCONNECTED)
+        rt.pong = None
+        failed = self.router.fail_backend(name, f"backend {name!r} went away: {reason}")
+        if failed:
+            logger.warning("%s: failed %d in-flight requests (%s)", name, failed, reason)
+
+    # ------------------------------------------------------------------ SupervisorListener
+    def process_started(self, name: str, pid: int) -> None:
+        rt = self.runtimes[name]
+        rt.pid = pid
+        rt.state.fire(Event.SPAWN)
+        if rt.link is not None:
+            rt.link.kick()
+
+    def process_exited(self, name: str, code: int, expected: bool) -> None:
+        rt = self.runtimes[name]
+        rt.pid = None
+        rt.model_loaded = False
+        if not expected:
+            rt.last_error = f"process exited with code {code}"
+        rt.state.fire(Event.EXITED)
+        self.router.fail_backend(name, f"backend {name!r} process exited ({code})")
+        if not expected:
+            rt.restarts += 1
+            self.metrics.backend_restarts.labels(name).inc()
+
+    def process_failed(self, name: str, reason: str) -> None:
+        rt = self.runtimes[name]
+        rt.last_error = reason
+        rt.state.fire(Event.GIVE_UP)
+        logger.error("%s: failed: %s", name, reason)
+        self.router.fail_backend(name, f"backend {name!r} failed: {reason}")
+
+    def _kick(self, rt: BackendRuntime) -> None:
+        self._spawn(self.router.pump(rt))
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run a background coroutine owned by the hub (cancelled on stop, errors logged)."""
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(_log_task_error)
+
+
+def _mb(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / 1e6:.0f} MB"
+
+
+def _log_task_error(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("background task failed", exc_info=task.exception())

@@ -1,0 +1,85 @@
+"""Prometheus metrics: one registry per hub (no globals), gauges refreshed at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from main_backend.backend_runtime import BackendRuntime
+from main_backend.state import BackendState
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class HubMetrics:
+    """Counters updated on the hot path; gauges filled from the runtimes on each scrape."""
+
+    def __init__(
+        self, runtimes: Mapping[str, BackendRuntime], clients: Callable[[], int], uptime: Callable[[], float]
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self._runtimes = runtimes
+        self._clients = clients
+        self._uptime = uptime
+        r = self.registry
+        self.requests = Counter(
+            "hub_requests", "Requests finished, by backend and outcome", ["model", "outcome"], registry=r
+        )
+        self.latency = Histogram(
+            "hub_request_latency_seconds",
+            "Hub-side latency of successful requests",
+            ["model"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.model_loads = Counter("hub_model_loads", "Model loads", ["model"], registry=r)
+        self.model_unloads = Counter("hub_model_unloads", "Model unloads", ["model", "reason"], registry=r)
+        self.backend_restarts = Counter("hub_backend_restarts", "Backend process restarts", ["model"], registry=r)
+        self.in_flight = Gauge("hub_in_flight_requests", "Requests in flight to a backend", ["model"], registry=r)
+        self.queued = Gauge(
+            "hub_queued_requests", "Requests waiting in the hub, by priority", ["model", "priority"], registry=r
+        )
+        self.up = Gauge("hub_backend_up", "1 if the backend is connected and serving", ["model"], registry=r)
+        self.state = Gauge("hub_backend_state", "1 for the backend's current state", ["model", "state"], registry=r)
+        self.loaded = Gauge("hub_model_loaded", "1 if the backend's model is loaded", ["model"], registry=r)
+        self.rss = Gauge("hub_backend_memory_bytes", "Backend memory from its last pong", ["model", "kind"], registry=r)
+        self.rtt = Gauge("hub_backend_ping_rtt_seconds", "Last health_check round trip", ["model"], registry=r)
+        self.superseded = Gauge(
+            "hub_superseded_total", "Frames replaced by a newer frame of their stream", ["model"], registry=r
+        )
+        self.clients_gauge = Gauge("hub_clients", "Connected WebSocket clients", registry=r)
+        self.uptime_gauge = Gauge("hub_uptime_seconds", "Seconds since the hub started", registry=r)
+
+    # Observer protocol of the router
+    def request_started(self, runtime: BackendRuntime) -> None:
+        pass
+
+    def request_finished(self, runtime: BackendRuntime, outcome: str, seconds: float) -> None:
+        self.requests.labels(runtime.name, outcome).inc()
+        if outcome == "ok":
+            self.latency.labels(runtime.name).observe(seconds)
+
+    def render(self) -> bytes:
+        self._refresh()
+        return generate_latest(self.registry)
+
+    def _refresh(self) -> None:
+        self.clients_gauge.set(self._clients())
+        self.uptime_gauge.set(self._uptime())
+        self.queued.clear()
+        for name, rt in self._runtimes.items():
+            self.in_flight.labels(name).set(rt.scheduler.in_flight)
+            for priority, count in rt.scheduler.queued_by_priority().items():
+                self.queued.labels(name, str(priority)).set(count)
+            self.up.labels(name).set(1 if rt.serving else 0)
+            for state in BackendState:
+                self.state.labels(name, state.value).set(1 if rt.state.state is state else 0)
+            self.loaded.labels(name).set(1 if rt.model_loaded else 0)
+            if rt.pong is not None:
+                self.rss.labels(name, "rss").set(rt.pong.memory.rss_bytes)
+                if rt.pong.memory.gpu_bytes is not None:
+                    self.rss.labels(name, "gpu").set(rt.pong.memory.gpu_bytes)
+            if rt.link is not None and rt.link.last_rtt_s is not None:
+                self.rtt.labels(name).set(rt.link.last_rtt_s)
+            self.superseded.labels(name).set(rt.scheduler.superseded_total)

@@ -1,0 +1,458 @@
+"""Router: client requests -> backend schedulers, backend answers -> the client that asked.
+
+Every request gets a hub-wide id on its way to a backend, so two clients may use the same
+``request_id``; answers are mapped back to (client, their request_id) and to no one else.
+Only the routing header is parsed; binary payloads are forwarded untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+from pydantic import ValidationError
+
+from main_backend.backend_runtime import BackendRuntime
+from main_backend.sessions import ClientSession
+from main_backend.state import COMING_UP, BackendState
+from model_backends.base import protocol
+from model_backends.base.errors import ErrorCode, HubError, OverloadedError, ProtocolError
+
+logger = logging.getLogger(__name__)
+
+
+class Observer(Protocol):
+    """What the router reports (metrics, resource manager)."""
+
+    def request_started(self, runtime: BackendRuntime) -> None: ...
+    def request_finished(self, runtime: BackendRuntime, outcome: str, seconds: float) -> None: ...
+
+
+class DispatchGate(Protocol):
+    """Decides whether a backend may receive requests now (e.g. not while its model loads)."""
+
+    def may_dispatch(self, runtime: BackendRuntime) -> bool: ...
+    def on_submit(self, runtime: BackendRuntime) -> None: ...
+
+
+@dataclass
+class Pending:
+    hub_id: str
+    session: ClientSession | None
+    client_id: str
+    runtime: BackendRuntime
+    started: float
+    timeout: float
+    timer: asyncio.TimerHandle | None = None
+    on_message: Callable[[dict[str, Any]], None] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Router:
+    """Routes requests by model name and answers by request id."""
+
+    def __init__(self, runtimes: dict[str, BackendRuntime], observer: Observer, max_message_bytes: int) -> None:
+        self.runtimes = runtimes
+        self._observer = observer
+        self._max_message_bytes = max_message_bytes
+        self._pending: dict[str, Pending] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.gate: DispatchGate | None = None
+        self.client_max_in_flight = 1_000_000
+        self.accepting = True
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ client side
+    async def on_client_frame(self, session: ClientSession, frame: str | bytes) -> None:
+        """Handle one frame from a client; every problem is answered with an error message."""
+        if len(frame) > self._max_message_bytes:
+            self._reply_error(
+                session,
+                _guess_id(frame),
+                f"message of {len(frame)} bytes exceeds the limit of {self._max_message_bytes}",
+                ErrorCode.TOO_LARGE,
+            )
+            return
+        try:
+            if isinstance(frame, str) or frame[:1] == b"{":
+                obj, payload = protocol.parse_json(frame), None
+            else:
+                obj, payload = protocol.split_envelope(frame)
+        except ProtocolError as exc:
+            self._reply_error(session, None, exc.message, exc.code)
+            return
+        kind = obj.get("type")
+        if kind == "inference_request":
+            await self._on_request(session, obj, payload)
+        elif kind == "health_check":
+            session.send(orjson.dumps(self.hub_pong(obj.get("request_id"))))
+        elif kind == "cancel":
+            self._on_cancel(session, obj.get("request_id"))
+        elif kind in protocol.MESSAGE_TYPES:
+            self._reply_error(
+                session,
+                _str_or_none(obj.get("request_id")),
+                f"clients may not send {kind!r} to the hub",
+                ErrorCode.UNKNOWN_TYPE,
+            )
+        else:
+            self._reply_error(
+                session, _str_or_none(obj.get("request_id")), f"unknown message type {kind!r}", ErrorCode.UNKNOWN_TYPE
+            )
+
+    def hub_pong(self, request_id: Any) -> dict[str, Any]:
+        return {
+            "type": "pong",
+            "request_id": _str_or_none(request_id),
+            "status": "healthy",
+            "backend": "hub",
+            "protocol_version": protocol.PROTOCOL_VERSION,
+            "backends": {n: r.state.state.value for n, r in self.runtimes.items()},
+        }
+
+    async def _on_request(self, session: ClientSession, obj: dict[str, Any], payload: memoryview | None) -> None:
+        rid = _str_or_none(obj.get("request_id"))
+        try:
+            req = protocol.InferenceRequest.model_validate(obj)
+        except ValidationError as exc:
+            self._reply_error(session, rid, protocol.describe_validation_error(exc), ErrorCode.BAD_REQUEST)
+            return
+        targets = req.models if req.models else ([req.model] if req.model else [])
+        if not targets:
+            self._reply_error(
+                session, req.request_id, "model (or models) is required: the name of a backend", ErrorCode.BAD_REQUEST
+            )
+            return
+        unknown = [t for t in targets if t not in self.runtimes]
+        if unknown:
+            self._reply_error(
+                session,
+                req.request_id,
+                f"unknown model {', '.join(map(repr, unknown))}; known: {', '.join(self.runtimes)}",
+                ErrorCode.UNKNOWN_MODEL,
+            )
+            return
+        if not self.accepting:
+            self._reply_error(session, req.request_id, "the hub is shutting down", ErrorCode.SHUTTING_DOWN)
+            return
+        if len(session.pending) + len(targets) > self.client_max_in_flight:
+            self._reply_error(
+                session,
+                req.request_id,
+                f"too many requests in flight on this connection (max {self.client_max_in_flight})",
+                ErrorCode.OVERLOADED,
+                retry_after=0.1,
+            )
+            return
+        wait = session.bucket.take()
+        if wait > 0:
+            self._reply_error(
+                session, req.request_id, "rate limit exceeded", ErrorCode.RATE_LIMITED, retry_after=round(wait, 3)
+            )
+            return
+        for name in targets:
+            await self.submit(
+                self.runtimes[name],
+                obj,
+                payload,
+                req.priority,
+                req.stream_id,
+                req.timeout,
+                session=session,
+                client_id=req.request_id,
+            )
+
+    def _on_cancel(self, session: ClientSession, client_id: Any) -> None:
+        for hub_id in [h for h, p in session.pending.items() if p.client_id == client_id]:
+            pending = self._pending.get(hub_id)
+            if pending is not None:
+                self._finish(
+                    pending,
+                    protocol.error_message(
+                        pending.client_id, "cancelled by the client", ErrorCode.CANCELLED
+                    ).model_dump(exclude_none=True),
+                    "cancelled",
+                )
+                self._cancel_on_backend(pending)
+
+    def client_closed(self, session: ClientSession) -> None:
+        """Drop the client's waiting requests and cancel its running ones on the backends."""
+        for hub_id in list(session.pending):
+            pending = self._pending.pop(hub_id, None)
+            if pending is None:
+                continue
+            if pending.timer is not None:
+                pending.timer.cancel()
+            job = pending.runtime.scheduler.finish(hub_id)
+            if job is not None and job.dispatched_at is not None:
+                self._cancel_on_backend(pending)
+            self._observer.request_finished(pending.runtime, "client_gone", time.perf_counter() - pending.started)
+            self._kick(pending.runtime)
+        session.pending.clear()
+
+    # ------------------------------------------------------------------ submitting
+    async def submit(
+        self,
+        runtime: BackendRuntime,
+        obj: dict[str, Any],
+        payload: memoryview | None,
+        priority: int,
+        stream_id: str | None,
+        timeout: float | None,
+        *,
+        session: ClientSession | None = None,
+        client_id: str,
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Pending | None:
+        """Queue one request for one backend. Answers go to ``session`` or ``on_message``."""
+        hub_id = f"h{next(self._ids):x}"
+        pending = Pending(
+            hub_id,
+            session,
+            client_id,
+            runtime,
+            time.perf_counter(),
+            timeout or runtime.config.request_timeout,
+            on_message=on_message,
+        )
+        unavailable = self._unavailable_reason(runtime)
+        if unavailable:
+            self._deliver(
+                pending,
+                protocol.error_message(
+                    client_id, unavailable, ErrorCode.BACKEND_UNAVAILABLE, model=runtime.name, retry_after=1.0
+                ).model_dump(exclude_none=True),
+            )
+            runtime.errors += 1
+            return None
+        frame = _backend_frame(obj, payload, hub_id)
+        try:
+            superseded = runtime.scheduler.submit(hub_id, frame, priority, stream_id, owner=pending)
+        except OverloadedError as exc:
+            self._deliver(
+                pending,
+                protocol.error_message(
+                    client_id, exc.message, exc.code, model=runtime.name, retry_after=exc.retry_after
+                ).model_dump(exclude_none=True),
+            )
+            runtime.errors += 1
+            return None
+        self._pending[hub_id] = pending
+        if session is not None:
+            session.pending[hub_id] = pending
+        pending.timer = asyncio.get_running_loop().call_later(pending.timeout, self._expire, hub_id)
+        runtime.requests += 1
+        runtime.last_used = time.monotonic()
+        self._observer.request_started(runtime)
+        for job in superseded:
+            old = job.owner
+            if isinstance(old, Pending) and old.hub_id in self._pending:
+                self._finish(
+                    old,
+                    protocol.error_message(
+                        old.client_id,
+                        "a newer frame of this stream replaced it",
+                        ErrorCode.SUPERSEDED,
+                        model=runtime.name,
+                    ).model_dump(exclude_none=True),
+                    "superseded",
+                )
+        if self.gate is not None:
+            self.gate.on_submit(runtime)
+        await self.pump(runtime)
+        return pending
+
+    def _unavailable_reason(self, runtime: BackendRuntime) -> str | None:
+        state = runtime.state.state
+        if runtime.serving or state in COMING_UP:
+            return None
+        if runtime.link is not None and runtime.link.gave_up:
+            runtime.link.kick()
+        if state is BackendState.FAILED:
+            return f"backend {runtime.name!r} has failed: {runtime.last_error or 'see its log'}"
+        if state is BackendState.STOPPED:
+            return f"backend {runtime.name!r} is stopped"
+        return f"backend {runtime.name!r} is {state.value}; retry shortly"
+
+    async def pump(self, runtime: BackendRuntime) -> None:
+        """Send whatever the scheduler lets go now."""
+        if not runtime.serving or runtime.link is None:
+            return
+        if self.gate is not None and not self.gate.may_dispatch(runtime):
+            return
+        while (job := runtime.scheduler.next_ready()) is not None:
+            try:
+                await runtime.link.send(job.frame)
+            except HubError as exc:
+                pending = self._pending.get(job.hub_id)
+                if pending is not None:
+                    self._finish(
+                        pending,
+                        protocol.error_message(pending.client_id, exc.message, exc.code, model=runtime.name).model_dump(
+                            exclude_none=True
+                        ),
+                        "backend_unavailable",
+                    )
+                return
+
+    def _kick(self, runtime: BackendRuntime) -> None:
+        if runtime.scheduler.queued:
+            task = asyncio.ensure_future(self.pump(runtime))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------------ backend side
+    def on_backend_frame(self, name: str, obj: dict[str, Any]) -> None:
+        """An answer (partial or final) or an error from a backend."""
+        hub_id = obj.get("request_id")
+        pending = self._pending.get(hub_id) if isinstance(hub_id, str) else None
+        if pending is None:
+            logger.debug("%s: answer for unknown or finished request %r dropped", name, hub_id)
+            return
+        kind = obj.get("type")
+        obj["request_id"] = pending.client_id
+        obj["model"] = name
+        if kind == "inference_response" and obj.get("done") is False:
+            if pending.timer is not None:  # a streaming answer is alive: restart its deadline
+                pending.timer.cancel()
+                pending.timer = asyncio.get_running_loop().call_later(pending.timeout, self._expire, pending.hub_id)
+            self._deliver(pending, obj)
+            return
+        outcome = "ok" if kind == "inference_response" else str(obj.get("code", "error"))
+        self._finish(pending, obj, outcome)
+
+    def fail_backend(self, name: str, message: str, code: ErrorCode = ErrorCode.BACKEND_UNAVAILABLE) -> int:
+        """Answer every request queued for or in flight to ``name`` with an error, now."""
+        runtime = self.runtimes[name]
+        jobs = runtime.scheduler.drain()
+        for job in jobs:
+            pending = self._pending.get(job.hub_id)
+            if pending is not None:
+                self._finish(
+                    pending,
+                    protocol.error_message(pending.client_id, message, code, model=name, retry_after=1.0).model_dump(
+                        exclude_none=True
+                    ),
+                    code.value,
+                    from_scheduler=False,
+                )
+        return len(jobs)
+
+    def fail_all(self, message: str, code: ErrorCode) -> int:
+        return sum(self.fail_backend(name, message, code) for name in self.runtimes)
+
+    # ------------------------------------------------------------------ completion
+    def _expire(self, hub_id: str) -> None:
+        pending = self._pending.get(hub_id)
+        if pending is None:
+            return
+        pending.timer = None
+        msg = protocol.error_message(
+            pending.client_id,
+            f"no answer from {pending.runtime.name!r} within {pending.timeout:g}s",
+            ErrorCode.TIMEOUT,
+            model=pending.runtime.name,
+        )
+        job = pending.runtime.scheduler.finish(hub_id)
+        if job is not None and job.dispatched_at is not None:
+            self._cancel_on_backend(pending)
+        self._finish(pending, msg.model_dump(exclude_none=True), "timeout", from_scheduler=False)
+
+    def _finish(self, pending: Pending, obj: dict[str, Any], outcome: str, *, from_scheduler: bool = True) -> None:
+        if self._pending.pop(pending.hub_id, None) is None:
+            return
+        if pending.timer is not None:
+            pending.timer.cancel()
+        if pending.session is not None:
+            pending.session.pending.pop(pending.hub_id, None)
+        runtime = pending.runtime
+        if from_scheduler:
+            runtime.scheduler.finish(pending.hub_id)
+        elapsed = time.perf_counter() - pending.started
+        if outcome == "ok":
+            runtime.latency.add(elapsed)
+        else:
+            runtime.errors += 1
+        self._observer.request_finished(runtime, outcome, elapsed)
+        self._deliver(pending, obj)
+        self._kick(runtime)
+
+    def _deliver(self, pending: Pending, obj: dict[str, Any]) -> None:
+        if pending.on_message is not None:
+            pending.on_message(obj)
+        elif pending.session is not None:
+            pending.session.send(orjson.dumps(obj))
+
+    def _cancel_on_backend(self, pending: Pending) -> None:
+        link = pending.runtime.link
+        if link is None or not link.connected:
+            return
+        task = asyncio.ensure_future(
+            _send_quietly(link.send, orjson.dumps({"type": "cancel", "request_id": pending.hub_id}))
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _reply_error(
+        self,
+        session: ClientSession,
+        request_id: str | None,
+        message: str,
+        code: ErrorCode,
+        retry_after: float | None = None,
+    ) -> None:
+        session.send(
+            orjson.dumps(
+                protocol.error_message(request_id, message, code, retry_after=retry_after).model_dump(exclude_none=True)
+            )
+        )
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _send_quietly(send: Callable[[bytes], Any], frame: bytes) -> None:
+    try:
+        await send(frame)
+    except HubError:
+        pass
+
+
+def _backend_frame(obj: dict[str, Any], payload: memoryview | None, hub_id: str) -> bytes:
+    """The frame for the backend: the client's message with the hub's id, payload untouched."""
+    out = {k: v for k, v in obj.items() if k not in ("model", "models")}
+    out["request_id"] = hub_id
+    if payload is None:
+        return orjson.dumps(out)
+    return protocol.join_envelope(out, payload)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _guess_id(frame: str | bytes) -> str | None:
+    head = frame[:512]
+    text = head if isinstance(head, str) else head.decode("utf-8", "replace")
+    marker = '"request_id"'
+    at = text.find(marker)
+    if at < 0:
+        return None
+    rest = text[at + len(marker) :].lstrip(" :")
+    if rest.startswith('"'):
+        end = rest.find('"', 1)
+        if end > 0:
+            return rest[1:end]
+    return None

@@ -1,0 +1,141 @@
+"""Scheduler: one per backend. Priority then FIFO, a bounded queue, latest-frame-wins streams.
+
+Sans-I/O: it decides what goes next; the caller sends. A request is *queued* here until
+the backend has a free slot (``max_in_flight``), then *in flight* until its answer. Batch
+work (priority > ``INTERACTIVE_MAX``) only fills the window; interactive work may go past
+it (up to twice the window), so it never waits behind a queue of batch items.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from model_backends.base.errors import OverloadedError
+
+INTERACTIVE_MAX = 4
+
+
+@dataclass(order=True)
+class Job:
+    """One request for one backend, as the hub tracks it."""
+
+    priority: int
+    seq: int
+    hub_id: str = field(compare=False)
+    frame: bytes = field(compare=False, repr=False)
+    stream_id: str | None = field(compare=False, default=None)
+    enqueued_at: float = field(compare=False, default_factory=time.perf_counter)
+    owner: Any = field(compare=False, default=None, repr=False)
+    dispatched_at: float | None = field(compare=False, default=None)
+    removed: bool = field(compare=False, default=False)
+
+
+class Scheduler:
+    """Orders a backend's waiting requests and limits how many are in flight."""
+
+    def __init__(
+        self, name: str, max_queue: int, max_in_flight: int, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.name = name
+        self.max_queue = max_queue
+        self.max_in_flight = max_in_flight
+        self._heap: list[Job] = []
+        self._queued: dict[str, Job] = {}
+        self._by_stream: dict[str, Job] = {}
+        self._in_flight: dict[str, Job] = {}
+        self._seq = itertools.count()
+        self._clock = clock
+        self.superseded_total = 0
+        self.rejected_total = 0
+
+    # ---------------------------------------------------------------- queries
+    @property
+    def queued(self) -> int:
+        return len(self._queued)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def queued_by_priority(self) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for job in self._queued.values():
+            counts[job.priority] = counts.get(job.priority, 0) + 1
+        return counts
+
+    # ---------------------------------------------------------------- changes
+    def submit(
+        self, hub_id: str, frame: bytes, priority: int, stream_id: str | None = None, owner: Any = None
+    ) -> list[Job]:
+        """Queue a request. Returns the jobs it supersedes (older frames of the same stream).
+
+        Raises ``OverloadedError`` when the queue is full (after superseding, which frees room).
+        """
+        superseded: list[Job] = []
+        if stream_id is not None:
+            old = self._by_stream.pop(stream_id, None)
+            if old is not None:
+                self._drop_queued(old)
+                superseded.append(old)
+                self.superseded_total += 1
+        if len(self._queued) >= self.max_queue:
+            self.rejected_total += 1
+            raise OverloadedError(
+                f"backend {self.name!r} has {len(self._queued)} requests waiting (max_queue {self.max_queue})",
+                retry_after=0.5,
+            )
+        job = Job(priority, next(self._seq), hub_id, frame, stream_id, self._clock(), owner)
+        heapq.heappush(self._heap, job)
+        self._queued[hub_id] = job
+        if stream_id is not None:
+            self._by_stream[stream_id] = job
+        return superseded
+
+    def next_ready(self) -> Job | None:
+        """The next job to send now, moved to in-flight; None if nothing may go yet."""
+        while self._heap:
+            job = self._heap[0]
+            if job.removed:
+                heapq.heappop(self._heap)
+                continue
+            limit = self.max_in_flight * 2 if job.priority <= INTERACTIVE_MAX else self.max_in_flight
+            if len(self._in_flight) >= limit:
+                return None
+            heapq.heappop(self._heap)
+            self._queued.pop(job.hub_id, None)
+            if job.stream_id is not None and self._by_stream.get(job.stream_id) is job:
+                del self._by_stream[job.stream_id]
+            job.dispatched_at = self._clock()
+            self._in_flight[job.hub_id] = job
+            return job
+        return None
+
+    def finish(self, hub_id: str) -> Job | None:
+        """Forget a job, queued or in flight (answered, timed out or cancelled)."""
+        job = self._in_flight.pop(hub_id, None)
+        if job is not None:
+            return job
+        job = self._queued.get(hub_id)
+        if job is not None:
+            self._drop_queued(job)
+        return job
+
+    def drain(self) -> list[Job]:
+        """Remove and return every job (the backend went away)."""
+        jobs = [*self._in_flight.values(), *self._queued.values()]
+        self._heap.clear()
+        self._queued.clear()
+        self._by_stream.clear()
+        self._in_flight.clear()
+        return jobs
+
+    def _drop_queued(self, job: Job) -> None:
+        job.removed = True
+        self._queued.pop(job.hub_id, None)
+        if job.stream_id is not None and self._by_stream.get(job.stream_id) is job:
+            del self._by_stream[job.stream_id]

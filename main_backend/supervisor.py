@@ -1,0 +1,199 @@
+"""Supervisor: starts each managed backend from its own venv, restarts it with back-off.
+
+A backend that crashes more than ``max_restarts`` times within ``restart_window`` seconds
+is marked failed instead of flapping forever; an explicit restart revives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from main_backend.backoff import backoff
+from main_backend.config import BackendConfig
+from main_backend.process import ProcessHandle
+from model_backends.base.base_backend import TOKEN_ENV
+
+logger = logging.getLogger(__name__)
+
+Spawner = Callable[[Sequence[str], Path, Mapping[str, str], Path], Awaitable[ProcessHandle]]
+
+#: A process that ran this long before dying starts its back-off from the beginning.
+STABLE_AFTER_S = 60.0
+
+
+class SupervisorListener(Protocol):
+    def process_started(self, name: str, pid: int) -> None: ...
+    def process_exited(self, name: str, code: int, expected: bool) -> None: ...
+    def process_failed(self, name: str, reason: str) -> None: ...
+
+
+@dataclass
+class _Child:
+    config: BackendConfig
+    task: asyncio.Task[None] | None = None
+    handle: ProcessHandle | None = None
+    crashes: deque[float] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: bool = False
+    restart_requested: bool = False
+    restarts: int = 0
+
+
+def backend_command(config: BackendConfig) -> list[str]:
+    """``python main.py --host H --port P`` plus the options the config sets."""
+    cmd = [str(config.python), config.entry, "--host", config.host, "--port", str(config.port)]
+    if config.model_path:
+        cmd += ["--model-path", config.model_path]
+    if config.device != "auto":
+        cmd += ["--device", config.device]
+    if config.eager_load:
+        cmd.append("--eager")
+    if config.max_concurrency > 1:
+        cmd += ["--max-concurrency", str(config.max_concurrency)]
+    return [*cmd, *config.args]
+
+
+class Supervisor:
+    """Owns the backend processes: one task per backend that spawns, waits and respawns."""
+
+    def __init__(
+        self,
+        listener: SupervisorListener,
+        log_dir: Path,
+        token: str | None,
+        spawner: Spawner = ProcessHandle.spawn,
+        clock: Callable[[], float] = time.monotonic,
+        stop_grace: float = 10.0,
+    ) -> None:
+        self._listener = listener
+        self._log_dir = log_dir
+        self._token = token
+        self._spawn = spawner
+        self._clock = clock
+        self._stop_grace = stop_grace
+        self._children: dict[str, _Child] = {}
+
+    def pid(self, name: str) -> int | None:
+        child = self._children.get(name)
+        if child is None or child.handle is None or child.handle.returncode is not None:
+            return None
+        return child.handle.pid
+
+    def restarts(self, name: str) -> int:
+        child = self._children.get(name)
+        return child.restarts if child else 0
+
+    def log_path(self, name: str) -> Path:
+        return self._log_dir / f"{name}.log"
+
+    def is_running(self, name: str) -> bool:
+        child = self._children.get(name)
+        return child is not None and child.task is not None and not child.task.done()
+
+    def start(self, config: BackendConfig) -> None:
+        """Start supervising ``config`` (no-op if it already runs)."""
+        child = self._children.get(config.name)
+        if child is not None and child.task is not None and not child.task.done():
+            child.stopping = False
+            child.crashes.clear()
+            child.wake.set()
+            return
+        child = _Child(config)
+        self._children[config.name] = child
+        child.task = asyncio.create_task(self._supervise(child), name=f"supervise-{config.name}")
+
+    async def restart(self, name: str, reason: str, *, kill: bool = False) -> None:
+        """Stop the process (SIGKILL when ``kill``, e.g. it hangs) and start it again now."""
+        child = self._children.get(name)
+        if child is None:
+            return
+        logger.warning("%s: restarting (%s)", name, reason)
+        child.restart_requested = True
+        child.crashes.clear()
+        child.wake.set()
+        if child.handle is not None:
+            if kill:
+                child.handle.kill()
+            else:
+                await child.handle.stop(self._stop_grace)
+        if child.task is None or child.task.done():
+            self.start(child.config)
+
+    async def stop(self, name: str) -> None:
+        child = self._children.get(name)
+        if child is None:
+            return
+        child.stopping = True
+        child.wake.set()
+        if child.handle is not None:
+            await child.handle.stop(self._stop_grace)
+        if child.task is not None:
+            try:
+                await asyncio.wait_for(child.task, self._stop_grace + 5)
+            except (TimeoutError, asyncio.CancelledError):
+                child.task.cancel()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.stop(name) for name in list(self._children)), return_exceptions=True)
+
+    async def _supervise(self, child: _Child) -> None:
+        config = child.config
+        delays = backoff(initial=1.0, max_delay=30.0)
+        while not child.stopping:
+            if not config.python.exists():
+                self._listener.process_failed(
+                    config.name, f"no venv at {config.venv_dir}: run `python -m main_backend setup {config.name}`"
+                )
+                return
+            env = {"PYTHONUNBUFFERED": "1", **config.env}
+            if self._token:
+                env[TOKEN_ENV] = self._token
+            started = self._clock()
+            try:
+                child.handle = await self._spawn(
+                    backend_command(config), config.folder, env, self.log_path(config.name)
+                )
+            except OSError as exc:
+                self._listener.process_failed(config.name, f"cannot start: {exc}")
+                return
+            logger.info("%s: started pid %d (log %s)", config.name, child.handle.pid, self.log_path(config.name))
+            self._listener.process_started(config.name, child.handle.pid)
+            code = await child.handle.wait()
+            expected = child.stopping or child.restart_requested
+            self._listener.process_exited(config.name, code, expected)
+            if child.stopping:
+                return
+            if child.restart_requested:
+                child.restart_requested = False
+                child.restarts += 1
+                continue
+            logger.warning("%s: pid %d exited with code %d", config.name, child.handle.pid, code)
+            now = self._clock()
+            if now - started > STABLE_AFTER_S:
+                delays = backoff(initial=1.0, max_delay=30.0)
+            child.crashes.append(now)
+            while child.crashes and now - child.crashes[0] > config.restart_window:
+                child.crashes.popleft()
+            if len(child.crashes) > config.max_restarts:
+                self._listener.process_failed(
+                    config.name, f"crashed {len(child.crashes)} times in {config.restart_window:.0f}s; not restarting"
+                )
+                child.wake.clear()
+                await child.wake.wait()  # an explicit restart or start wakes it
+                if child.stopping:
+                    return
+                delays = backoff(initial=1.0, max_delay=30.0)
+                continue
+            child.wake.clear()
+            try:
+                await asyncio.wait_for(child.wake.wait(), timeout=next(delays))
+            except TimeoutError:
+                pass
+            child.restarts += 1
