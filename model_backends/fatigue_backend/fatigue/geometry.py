@@ -19,20 +19,24 @@ LEFT_EYE = (362, 385, 387, 263, 373, 380)
 MOUTH_VERTICAL = ((81, 178), (13, 14), (311, 402))
 MOUTH_CORNERS = (78, 308)
 
-#: A generic adult head in millimetres, in the camera's axes for a face looking into the lens
-#: (x right, y down, z away from the camera), keyed by face-mesh index: nose tip, chin,
-#: right/left eye outer corners, right/left mouth corners.
-HEAD_MODEL_INDICES = (1, 152, 33, 263, 61, 291)
-HEAD_MODEL_MM = np.array(
+#: Points of MediaPipe's canonical face model (``canonical_face_model.obj``, centimetres, x right,
+#: y up, z towards the camera) that expressions barely move: nose tip, nasion, forehead, chin,
+#: outer eye corners and mouth corners, keyed by face-mesh index.
+HEAD_MODEL_INDICES = (4, 6, 10, 152, 33, 263, 61, 291)
+_CANONICAL_CM = np.array(
     [
-        [0.0, 0.0, 0.0],
-        [0.0, 330.0, 65.0],
-        [-225.0, -170.0, 135.0],
-        [225.0, -170.0, 135.0],
-        [-150.0, 150.0, 125.0],
-        [150.0, 150.0, 125.0],
+        [0.0, -0.463170, 7.586580],
+        [0.0, 2.473255, 5.788627],
+        [0.0, 8.261778, 4.481535],
+        [0.0, -9.403378, 4.264492],
+        [-4.445859, 2.663991, 3.173422],
+        [4.445859, 2.663991, 3.173422],
+        [-2.456206, -4.342621, 4.283884],
+        [2.456206, -4.342621, 4.283884],
     ]
 )
+#: The same points in the camera's axes (x right, y down, z away from the camera).
+HEAD_MODEL = _CANONICAL_CM * np.array([1.0, -1.0, -1.0])
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,6 @@ def pose_from_rotation(rotation: np.ndarray) -> HeadPose:
 
 
 def head_pose(points: np.ndarray) -> HeadPose:
-    """Head pose from the mesh's 3D landmarks fitted to a generic head model."""
+    """Head pose from the mesh's 3D landmarks fitted (rotation and scale) to the canonical face."""
     observed = points[list(HEAD_MODEL_INDICES), :3].astype(np.float64)
-    return pose_from_rotation(rotation_to(HEAD_MODEL_MM, observed))
+    return pose_from_rotation(rotation_to(HEAD_MODEL, observed))
