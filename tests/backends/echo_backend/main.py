@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
+import sys
 import time
 from typing import Any
 
 from model_backends.base import BadRequestError, BaseModelBackend, current_request, run_backend
+from model_backends.base.images import image_bytes_from
 
 
 class EchoBackend(BaseModelBackend):
@@ -33,6 +36,8 @@ class EchoBackend(BaseModelBackend):
             os._exit(3)
         if data.get("fail") == "exception":
             raise RuntimeError("boom")
+        if "image" in data:
+            data = {**data, "image": {"bytes": len(image_bytes_from(data))}}
         ctx = current_request()
         for i in range(int(data.get("stream_n", 0))):
             if ctx is not None:
@@ -40,6 +45,7 @@ class EchoBackend(BaseModelBackend):
         out: dict[str, Any] = {
             "echo": {k: v for k, v in data.items() if not isinstance(v, bytes)},
             "loads": self.loads,
+            "python": sys.prefix,
             "pid": os.getpid(),
         }
         for key, value in data.items():
