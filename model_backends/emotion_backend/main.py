@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from expression_reader import ExpressionReader
+from emotion_recognition.expression_reader import ExpressionReader
+
 from model_backends.base import BaseModelBackend, run_backend
 from model_backends.base.images import request_image
 
@@ -26,7 +27,8 @@ class EmotionBackend(BaseModelBackend):
     def initialize_model(self) -> None:
         model_file = Path(self.model_path) if self.model_path else None
         self.reader = ExpressionReader.from_fer(model_file)
-        logger.info("%s: classifier %s (%d parameters)", self.name, self.reader.classifier.source, self.reader.classifier.parameter_count)
+        classifier = self.reader.classifier
+        logger.info("%s: classifier %s, %d parameters", self.name, classifier.source, classifier.parameter_count)
 
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
         if self.reader is None:

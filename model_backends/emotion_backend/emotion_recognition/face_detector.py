@@ -58,5 +58,5 @@ class HaarFaceDetector:
 
 
 def _scale_box(box: np.ndarray, factor: float) -> Box:
-    x, y, w, h = (int(round(float(v) * factor)) for v in box)
+    x, y, w, h = (round(float(v) * factor) for v in box)
     return x, y, w, h
