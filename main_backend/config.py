@@ -38,6 +38,7 @@ class BackendConfig(_Strict):
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     description: str = ""
+    chat: bool = False
     model_path: str | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     memory_mb: int = Field(default=512, ge=0)
