@@ -28,6 +28,8 @@ class EchoBackend(BaseModelBackend):
         self.loads += 1
 
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("reply") == "small":  # benchmarks: a fixed small answer, no echo
+            return {"ok": True}
         if "sleep" in data:
             time.sleep(float(data["sleep"]))
         if data.get("fail") == "bad_request":
