@@ -37,7 +37,8 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, *, stride: int = 1, padding: str =
     x = _pad(x, kh, kw, stride, padding)
     oh, ow = _out_size(x.shape[1], kh, stride), _out_size(x.shape[2], kw, stride)
     if kh == kw == 1:
-        return x[:, : oh * stride : stride, : ow * stride : stride, :] @ kernel.reshape(cin, cout)
+        strided: np.ndarray = x[:, : oh * stride : stride, : ow * stride : stride, :] @ kernel.reshape(cin, cout)
+        return strided
     taps = [
         x[:, dy : dy + (oh - 1) * stride + 1 : stride, dx : dx + (ow - 1) * stride + 1 : stride, :]
         for dy in range(kh)
@@ -45,7 +46,8 @@ def conv2d(x: np.ndarray, kernel: np.ndarray, *, stride: int = 1, padding: str =
     ]
     # Concatenated in (dy, dx, channel) order, which is how the kernel reshapes.
     patches = np.concatenate(taps, axis=-1)
-    return patches @ kernel.reshape(kh * kw * cin, cout)
+    out: np.ndarray = patches @ kernel.reshape(kh * kw * cin, cout)
+    return out
 
 
 def depthwise_conv2d(x: np.ndarray, kernel: np.ndarray, *, padding: str = "same") -> np.ndarray:
@@ -81,7 +83,8 @@ def max_pool(x: np.ndarray, *, size: int = 3, stride: int = 2, padding: str = "s
 
 def batch_norm(x: np.ndarray, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """Inference-mode batch normalisation, with the statistics already folded (see ``fold_batch_norm``)."""
-    return x * scale + shift
+    out: np.ndarray = x * scale + shift
+    return out
 
 
 def fold_batch_norm(
@@ -93,11 +96,13 @@ def fold_batch_norm(
 
 
 def relu(x: np.ndarray) -> np.ndarray:
-    """max(x, 0), in place."""
-    return np.maximum(x, 0, out=x)
+    """max(x, 0) as a new array (the input may feed other layers too)."""
+    out: np.ndarray = np.maximum(x, 0)
+    return out
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Softmax over the last axis, stable for large logits."""
     e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    probabilities: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return probabilities

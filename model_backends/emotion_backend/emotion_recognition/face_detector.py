@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,6 @@ class HaarFaceDetector:
         return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
-def _scale_box(box: np.ndarray, factor: float) -> Box:
+def _scale_box(box: Sequence[int] | np.ndarray, factor: float) -> Box:
     x, y, w, h = (round(float(v) * factor) for v in box)
     return x, y, w, h

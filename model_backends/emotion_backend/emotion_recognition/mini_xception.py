@@ -146,7 +146,7 @@ def _max_pool(layer: KerasLayer) -> Op:
 
 
 _ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "relu": lambda x: np.maximum(x, 0),
+    "relu": cnn_layers.relu,
     "softmax": cnn_layers.softmax,
     "linear": lambda x: x,
 }
