@@ -81,7 +81,7 @@ class HttpApi:
             hub.runtime(name)
             logger.info("admin: %s %s", action, name)
             if action in ("load", "unload"):
-                result = await (hub.lifecycle.admin(name, action) if hub.lifecycle else hub.model_control(name, action))
+                result = await hub.lifecycle.admin(name, action)
                 return web.json_response({"ok": True, "action": action, "backend": name, "result": result})
             if action == "restart":
                 await hub.restart_backend(name)

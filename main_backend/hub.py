@@ -16,6 +16,7 @@ import aiohttp
 
 from main_backend.backend_runtime import BackendRuntime, ModelEvent
 from main_backend.config import Config
+from main_backend.lifecycle import ModelLifecycle
 from main_backend.link import BackendLink
 from main_backend.metrics import HubMetrics
 from main_backend.router import Router
@@ -51,10 +52,11 @@ class Hub:
         self.supervisor = Supervisor(
             self, config.hub.log_path, self._backend_token, stop_grace=config.hub.shutdown_grace
         )
+        self.lifecycle = ModelLifecycle(self, config.hub.memory_budget_mb)
+        self.router.gate = self.lifecycle
         self._http: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self.lifecycle: Any = None
 
     def uptime(self) -> float:
         return time.monotonic() - self.started_at
@@ -68,6 +70,7 @@ class Hub:
     # ------------------------------------------------------------------ life cycle
     async def start(self) -> None:
         self._http = aiohttp.ClientSession()
+        self.lifecycle.start()
         for name, rt in self.runtimes.items():
             if rt.config.enabled:
                 self.start_backend(name)
@@ -131,8 +134,7 @@ class Hub:
         for session in list(self.sessions):
             await session.ws.close(code=1001, message=b"hub shutting down")
             await session.close()
-        if self.lifecycle is not None:
-            await self.lifecycle.close()
+        await self.lifecycle.close()
         for rt in self.runtimes.values():
             if rt.config.enabled:
                 rt.state.fire(Event.STOP)
@@ -220,6 +222,8 @@ class Hub:
         rt = self.runtimes[name]
         rt.state.fire(Event.CONNECTED)
         rt.last_error = None
+        if rt.scheduler.queued:
+            self.lifecycle.on_submit(rt)
         self._kick(rt)
 
     def link_frame(self, name: str, obj: dict[str, Any]) -> None:

@@ -65,6 +65,8 @@ class Router:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.gate: DispatchGate | None = None
+        #: Called with (backend, answer) on each final inference_response (e.g. the dashboard).
+        self.result_listeners: list[Callable[[str, dict[str, Any]], None]] = []
         self.client_max_in_flight = 1_000_000
         self.accepting = True
 
@@ -184,6 +186,20 @@ class Router:
                     "cancelled",
                 )
                 self._cancel_on_backend(pending)
+
+    def cancel(self, pending: Pending) -> None:
+        """Cancel one request whose requester went away without a session (an HTTP client of the
+        gateway): answer it ``cancelled``, free its slot and tell the backend to stop."""
+        if pending.hub_id not in self._pending:
+            return
+        self._finish(
+            pending,
+            protocol.error_message(pending.client_id, "cancelled by the client", ErrorCode.CANCELLED).model_dump(
+                exclude_none=True
+            ),
+            "cancelled",
+        )
+        self._cancel_on_backend(pending)
 
     def client_closed(self, session: ClientSession) -> None:
         """Drop the client's waiting requests and cancel its running ones on the backends."""
@@ -305,6 +321,13 @@ class Router:
                     )
                 return
 
+    def notify_waiting(self, runtime: BackendRuntime, message: dict[str, Any]) -> None:
+        """Tell every client whose request waits for ``runtime`` something (e.g. ``loading``)."""
+        for job in runtime.scheduler.waiting():
+            pending = job.owner
+            if isinstance(pending, Pending) and pending.hub_id in self._pending:
+                self._deliver(pending, {**message, "request_id": pending.client_id})
+
     def _kick(self, runtime: BackendRuntime) -> None:
         if runtime.scheduler.queued:
             task = asyncio.ensure_future(self.pump(runtime))
@@ -379,13 +402,23 @@ class Router:
         if from_scheduler:
             runtime.scheduler.finish(pending.hub_id)
         elapsed = time.perf_counter() - pending.started
+        runtime.last_used = time.monotonic()
         if outcome == "ok":
             runtime.latency.add(elapsed)
+            if self.result_listeners:
+                self._notify_result(runtime.name, obj)
         else:
             runtime.errors += 1
         self._observer.request_finished(runtime, outcome, elapsed)
         self._deliver(pending, obj)
         self._kick(runtime)
+
+    def _notify_result(self, name: str, obj: dict[str, Any]) -> None:
+        for listener in self.result_listeners:
+            try:
+                listener(name, obj)
+            except Exception:
+                logger.exception("%s: result listener failed", name)
 
     def _deliver(self, pending: Pending, obj: dict[str, Any]) -> None:
         if pending.on_message is not None:

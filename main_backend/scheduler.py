@@ -62,6 +62,10 @@ class Scheduler:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    def waiting(self) -> list[Job]:
+        """The queued jobs (not yet sent), in no particular order."""
+        return list(self._queued.values())
+
     def queued_by_priority(self) -> dict[int, int]:
         counts: dict[int, int] = {}
         for job in self._queued.values():

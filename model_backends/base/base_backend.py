@@ -106,6 +106,7 @@ class BaseModelBackend(ABC):
         self._started_at = time.monotonic()
         self._seq = itertools.count()
         self._in_flight = 0
+        self._running = 0
         self._jobs: dict[tuple[int, str], _Job] = {}
         self._executor = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix=f"{self.name}-infer")
         self._queue: asyncio.PriorityQueue[_Job] | None = None
@@ -311,14 +312,10 @@ class BaseModelBackend(ABC):
             if not batch:
                 continue
             self._in_flight += len(batch)
-            assert self._idle is not None
-            self._idle.clear()
             try:
                 await self._run_batch(batch)
             finally:
                 self._in_flight -= len(batch)
-                if self._in_flight == 0:
-                    self._idle.set()
                 for j in batch:
                     self._jobs.pop((id(j.conn), j.request.request_id), None)
 
@@ -336,10 +333,18 @@ class BaseModelBackend(ABC):
                 await self._send(conn=j.conn, msg=protocol.error_message(j.request.request_id, exc.message, exc.code))
             return
         started = time.perf_counter()
-        if len(batch) == 1:
-            results = [await self._run_one(batch[0])]
-        else:
-            results = await self._run_in_worker(None, self.process_batch, [j.request.data for j in batch])
+        assert self._idle is not None
+        self._running += 1  # counted only past the load, so an unload waits for exactly these
+        self._idle.clear()
+        try:
+            if len(batch) == 1:
+                results = [await self._run_one(batch[0])]
+            else:
+                results = await self._run_in_worker(None, self.process_batch, [j.request.data for j in batch])
+        finally:
+            self._running -= 1
+            if self._running == 0:
+                self._idle.set()
         elapsed_ms = (time.perf_counter() - started) * 1000 / len(batch)
         for j, result in zip(batch, results, strict=True):
             await self._reply(j, result, elapsed_ms)
@@ -436,12 +441,12 @@ class BaseModelBackend(ABC):
         started = time.perf_counter()
         if self.model_loaded:
             self._state = "unloading"
+            self.model_loaded = False  # requests arriving now wait on the load lock, then reload
             try:
-                await asyncio.wait_for(self._idle.wait(), timeout=60)
+                await asyncio.wait_for(self._idle.wait(), timeout=60)  # drain running inferences
                 await asyncio.to_thread(self.unload_model)
             finally:
                 self._state = "healthy"
-            self.model_loaded = False
             await asyncio.to_thread(release_memory)
         after = current_memory()
         duration = (time.perf_counter() - started) * 1000

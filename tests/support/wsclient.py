@@ -29,14 +29,19 @@ async def recv_json(ws: ClientConnection, timeout: float = 10.0) -> dict[str, An
     return result
 
 
-async def recv_until_final(ws: ClientConnection, request_id: str, timeout: float = 30.0) -> list[dict[str, Any]]:
-    """Every message for ``request_id`` up to its final answer (a done response or an error)."""
+async def recv_until_final(
+    ws: ClientConnection, request_id: str, timeout: float = 30.0, *, include_loading: bool = False
+) -> list[dict[str, Any]]:
+    """Every message for ``request_id`` up to its final answer (a done response or an error).
+
+    ``loading`` notices (sent while a model loads) are left out unless ``include_loading``.
+    """
     got: list[dict[str, Any]] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         msg = await recv_json(ws, max(0.01, deadline - loop.time()))
-        if msg.get("request_id") != request_id:
+        if msg.get("request_id") != request_id or (msg["type"] == "loading" and not include_loading):
             continue
         got.append(msg)
         if msg["type"] == "error" or (msg["type"] == "inference_response" and msg.get("done", True)):
