@@ -1,0 +1,93 @@
+"""The dashboard's routes: the page at ``/``, its static files, and the live feed at ``/api/events``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from main_backend.auth import AuthPolicy
+from main_backend.dashboard.feed import DashboardFeed
+from main_backend.hub import Hub
+from model_backends.base.errors import HTTP_STATUS, ErrorCode
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+FEED_KEY: web.AppKey[DashboardFeed] = web.AppKey("dashboard_feed", DashboardFeed)
+KEEPALIVE_S = 15.0
+
+
+def mount(app: web.Application, hub: Hub, auth: AuthPolicy) -> None:
+    """Add the dashboard to the hub's app; its feed starts and stops with the app."""
+    feed = DashboardFeed(hub)
+    app[FEED_KEY] = feed
+    page = DashboardPage(feed, auth)
+    app.router.add_get("/", page.index)
+    app.router.add_static("/dashboard/static/", STATIC, append_version=False)
+    app.router.add_get("/api/events", page.events)
+    app.router.add_get("/api/dashboard", page.state)
+
+    async def start(_: web.Application) -> None:
+        feed.start()
+
+    async def stop(_: web.Application) -> None:
+        await feed.close()
+
+    app.on_startup.append(start)
+    # on_shutdown runs before aiohttp waits for open handlers: ending the streams here keeps
+    # an open dashboard from holding up the hub's shutdown.
+    app.on_shutdown.append(stop)
+
+
+class DashboardPage:
+    """Handlers; the page itself holds no data, so it is served without a key."""
+
+    def __init__(self, feed: DashboardFeed, auth: AuthPolicy) -> None:
+        self._feed = feed
+        self._auth = auth
+
+    async def index(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def state(self, request: web.Request) -> web.Response:
+        if not self._auth.client_ok(request):
+            return _unauthorized()
+        return web.Response(body=self._feed.fresh(), content_type="application/json")
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events: one ``state`` event per tick, a comment as keep-alive when idle."""
+        if not self._auth.client_ok(request):
+            return _unauthorized()
+        feed = self._feed
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
+        feed.viewers += 1
+        try:
+            await response.write(_event(feed.fresh()))
+            while not feed.closed:
+                if await feed.wait(KEEPALIVE_S):
+                    if feed.closed:
+                        break
+                    await response.write(_event(feed.payload))
+                else:
+                    await response.write(b": keep-alive\n\n")
+        except (ConnectionResetError, ConnectionError):
+            logger.debug("dashboard viewer went away")
+        finally:
+            feed.viewers -= 1
+        return response
+
+
+def _event(payload: bytes) -> bytes:
+    return b"event: state\ndata: " + payload + b"\n\n"
+
+
+def _unauthorized() -> web.Response:
+    code = ErrorCode.UNAUTHORIZED
+    return web.json_response(
+        {"error": {"message": "a valid API key is required", "code": code.value}}, status=HTTP_STATUS[code]
+    )
