@@ -1,0 +1,1 @@
+"""The VLM backend's engine: chat request parsing, model loading and token generation."""
