@@ -1,0 +1,38 @@
+"""config/models.yaml validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from main_backend.config import DEFAULT_CONFIG, ConfigError, load_config, parse_config
+
+
+def test_the_shipped_config_is_valid_and_lists_the_four_backends() -> None:
+    config = load_config(DEFAULT_CONFIG)
+    assert {"fatigue", "emotion", "vlm", "eeg"} <= set(config.model_backends)
+    assert all(b.is_managed for b in config.model_backends.values())
+
+
+def test_an_original_format_entry_is_not_managed() -> None:
+    config = parse_config({"model_backends": {"fatigue": {"host": "127.0.0.1", "port": 8766, "enabled": True, "request_timeout": 5}}})
+    backend = config.model_backends["fatigue"]
+    assert (backend.is_managed, backend.request_timeout, backend.name) == (False, 5, "fatigue")
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ({"model_backends": {"a": {"port": "x"}}}, "model_backends.a.port"),
+        ({"model_backends": {"a": {"port": 1, "keep_alive": -5}}}, "model_backends.a.keep_alive"),
+        ({"model_backends": {"a": {"port": 1, "colour": "red"}}}, "model_backends.a.colour"),
+        ({"hub": {"port": "many"}}, "hub.port"),
+    ],
+)
+def test_errors_name_the_bad_key(raw: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse_config(raw)
+
+
+def test_two_backends_on_one_port_are_refused() -> None:
+    with pytest.raises(ConfigError, match="also used by a"):
+        parse_config({"model_backends": {"a": {"port": 9000}, "b": {"port": 9000}}})

@@ -1,0 +1,73 @@
+"""The wire protocol, without sockets."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from model_backends.base import protocol
+from model_backends.base.errors import ErrorCode, ProtocolError
+
+
+def test_decodes_a_seed_inference_request() -> None:
+    msg = protocol.decode('{"type":"inference_request","request_id":"r1","data":{"image":"aGk="}}')
+    assert isinstance(msg, protocol.InferenceRequest)
+    assert (msg.request_id, msg.data, msg.priority) == ("r1", {"image": "aGk="}, 10)
+
+
+def test_binary_envelope_round_trips_the_payload_into_data() -> None:
+    frame = protocol.join_envelope({"type": "inference_request", "request_id": "b", "binary_field": "eeg"}, b"\x00\x01\x02")
+    msg = protocol.decode(frame)
+    assert isinstance(msg, protocol.InferenceRequest)
+    assert msg.data == {"eeg": b"\x00\x01\x02"}
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{oops", ErrorCode.INVALID_JSON),
+        ("42", ErrorCode.INVALID_JSON),
+        ('{"type":"nope"}', ErrorCode.UNKNOWN_TYPE),
+        ('{"request_id":"x"}', ErrorCode.UNKNOWN_TYPE),
+        ('{"type":"inference_request"}', ErrorCode.BAD_REQUEST),
+        ('{"type":"inference_request","request_id":"x","priority":0}', ErrorCode.BAD_REQUEST),
+        (b"\x00\x00\x00\x09{}", ErrorCode.BAD_REQUEST),
+        (b"\x00\x00", ErrorCode.BAD_REQUEST),
+    ],
+)
+def test_bad_frames_raise_protocol_error_with_a_code(frame: str | bytes, code: ErrorCode) -> None:
+    with pytest.raises(ProtocolError) as info:
+        protocol.decode(frame)
+    assert info.value.code is code
+
+
+def test_validation_errors_name_the_field() -> None:
+    with pytest.raises(ProtocolError, match="request_id"):
+        protocol.decode('{"type":"inference_request","data":{}}')
+
+
+def test_error_messages_carry_a_retry_hint_from_their_code() -> None:
+    assert protocol.error_message("r", "busy", ErrorCode.OVERLOADED).retryable is True
+    assert protocol.error_message("r", "bad", ErrorCode.BAD_REQUEST).retryable is False
+
+
+def test_encode_drops_unset_optionals() -> None:
+    assert orjson.loads(protocol.encode(protocol.HealthCheck())) == {"type": "health_check"}
+
+
+@given(st.binary(max_size=200))
+def test_any_bytes_either_decode_or_raise_protocol_error(frame: bytes) -> None:
+    try:
+        protocol.decode(frame)
+    except ProtocolError:
+        pass
+
+
+@given(st.dictionaries(st.sampled_from(["type", "request_id", "data", "priority", "model"]), st.none() | st.integers() | st.text(max_size=5)))
+def test_any_json_object_either_validates_or_raises_protocol_error(obj: dict[str, object]) -> None:
+    try:
+        protocol.decode(orjson.dumps(obj))
+    except ProtocolError:
+        pass

@@ -1,0 +1,68 @@
+"""The scheduler's ordering, bounds and latest-frame-wins, as pure logic."""
+
+from __future__ import annotations
+
+import pytest
+
+from main_backend.scheduler import Scheduler
+from model_backends.base.errors import OverloadedError
+
+
+def _ids(s: Scheduler) -> list[str]:
+    out = []
+    while (job := s.next_ready()) is not None:
+        out.append(job.hub_id)
+    return out
+
+
+def test_priority_first_then_fifo() -> None:
+    s = Scheduler("m", max_queue=10, max_in_flight=10)
+    for hub_id, prio in [("b1", 10), ("b2", 10), ("i1", 1), ("b3", 10), ("i2", 1)]:
+        s.submit(hub_id, b"", prio)
+    assert _ids(s) == ["i1", "i2", "b1", "b2", "b3"]
+
+
+def test_batch_work_only_fills_the_window_but_interactive_may_pass_it() -> None:
+    s = Scheduler("m", max_queue=10, max_in_flight=1)
+    s.submit("b1", b"", 10)
+    s.submit("b2", b"", 10)
+    assert _ids(s) == ["b1"]
+    s.submit("i1", b"", 1)
+    assert _ids(s) == ["i1"]
+    s.finish("b1")
+    s.finish("i1")
+    assert _ids(s) == ["b2"]
+
+
+def test_a_full_queue_raises_overloaded_with_a_retry_hint() -> None:
+    s = Scheduler("m", max_queue=2, max_in_flight=1)
+    s.submit("a", b"", 10)
+    s.submit("b", b"", 10)
+    with pytest.raises(OverloadedError) as info:
+        s.submit("c", b"", 10)
+    assert info.value.retry_after
+    assert s.rejected_total == 1
+
+
+def test_a_newer_frame_of_a_stream_supersedes_the_waiting_one() -> None:
+    s = Scheduler("m", max_queue=10, max_in_flight=1)
+    s.submit("f0", b"", 10, stream_id="cam")
+    assert _ids(s) == ["f0"]  # in flight: never superseded
+    assert s.submit("f1", b"", 10, stream_id="cam") == []
+    [old] = s.submit("f2", b"", 10, stream_id="cam")
+    assert old.hub_id == "f1"
+    s.submit("x", b"", 10, stream_id="other")
+    assert s.queued == 2
+    s.finish("f0")
+    assert _ids(s) == ["f2"]
+    assert s.superseded_total == 1
+
+
+def test_finish_and_drain_forget_jobs() -> None:
+    s = Scheduler("m", max_queue=10, max_in_flight=1)
+    s.submit("a", b"", 10)
+    s.submit("b", b"", 10)
+    _ids(s)
+    assert s.finish("b") is not None and s.queued == 0
+    assert [j.hub_id for j in s.drain()] == ["a"]
+    assert (s.in_flight, s.queued) == (0, 0)
