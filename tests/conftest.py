@@ -7,8 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from tests.support.processes import RunningProcess, echo_backend_config, hub_process
+
+# A loaded 2-core CI machine makes per-example deadlines flaky; the tests bound their own time.
+settings.register_profile("hub", deadline=None)
+settings.load_profile("hub")
 
 
 @pytest.fixture
