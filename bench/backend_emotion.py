@@ -18,6 +18,7 @@ import asyncio
 import base64
 import io
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -26,8 +27,10 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from model_backends.base.protocol import join_envelope
@@ -43,14 +46,18 @@ from model_backends.base.images import request_image
 from model_backends.emotion_backend.emotion_recognition.expression_reader import ExpressionReader
 raw = open(sys.argv[1], "rb").read()
 reader = ExpressionReader.from_fer()
+frames, warmup = int(sys.argv[2]), int(sys.argv[3])
+for _ in range(warmup):
+    reader.read_as_response(request_image({"image": raw}))
 times = []
-for i in range(int(sys.argv[2]) + int(sys.argv[3])):
+cpu = time.process_time()
+for _ in range(frames):
     t = time.perf_counter()
     out = reader.read_as_response(request_image({"image": raw}))
-    if i >= int(sys.argv[3]):
-        times.append((time.perf_counter() - t) * 1000)
+    times.append((time.perf_counter() - t) * 1000)
+cpu_ms = (time.process_time() - cpu) * 1000 / frames
 assert out["top_emotion"] == "happy", out
-print(json.dumps(times))
+print(json.dumps({"times": times, "cpu_ms": cpu_ms}))
 """
 
 
@@ -70,12 +77,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def backend(port: int) -> Iterator[None]:
+def backend(port: int) -> Iterator[psutil.Process]:
     cmd = [str(BACKEND_PYTHON), "main.py", "--port", str(port), "--eager", "--log-level", "WARNING"]
     proc = subprocess.Popen(cmd, cwd=BACKEND_DIR)
     try:
         asyncio.run(wait_until_serving(port, proc))
-        yield
+        yield psutil.Process(proc.pid)
     finally:
         proc.terminate()
         proc.wait(15)
@@ -96,11 +103,24 @@ async def wait_until_serving(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the emotion backend did not start")
 
 
-def run_direct(jpeg: Path, frames: int) -> list[float]:
+@dataclass
+class Run:
+    """Wall ms per frame, and CPU ms per frame summed over the processes involved."""
+
+    times: list[float] = field(default_factory=list)
+    cpu_ms: list[float] = field(default_factory=list)
+    inference_ms: list[float] = field(default_factory=list)
+
+    def add(self, other: Run) -> None:
+        self.times += other.times
+        self.cpu_ms += other.cpu_ms
+        self.inference_ms += other.inference_ms
+
+
+def run_direct(jpeg: Path, frames: int) -> Run:
     cmd = [str(BACKEND_PYTHON), "-c", DIRECT_LOOP, str(jpeg), str(frames), str(WARMUP)]
-    result = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True)
-    times: list[float] = json.loads(result.stdout)
-    return times
+    result = json.loads(subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True).stdout)
+    return Run(times=result["times"], cpu_ms=[result["cpu_ms"]])
 
 
 async def one_request(ws: ClientConnection, i: int, jpeg: bytes, binary: bool) -> float:
@@ -117,23 +137,31 @@ async def one_request(ws: ClientConnection, i: int, jpeg: bytes, binary: bool) -
     return float(answer["timing"]["inference_ms"])
 
 
-async def run_backend(port: int, jpeg: bytes, frames: int, binary: bool) -> tuple[list[float], list[float]]:
-    """Round trips and the backend's own inference times, in ms."""
-    round_trips: list[float] = []
-    inside: list[float] = []
+async def run_backend(server: psutil.Process, port: int, jpeg: bytes, frames: int, binary: bool) -> Run:
+    """Round trips, the backend's own inference times, and CPU of backend + client, per frame."""
+    run = Run()
     async with connect(f"ws://127.0.0.1:{port}", compression=None, max_size=None) as ws:
-        for i in range(frames + WARMUP):
+        for i in range(WARMUP):
+            await one_request(ws, i, jpeg, binary)
+        cpu_before = _cpu_seconds(server) + time.process_time()
+        for i in range(frames):
             t = time.perf_counter()
-            inference_ms = await one_request(ws, i, jpeg, binary)
-            if i >= WARMUP:
-                round_trips.append((time.perf_counter() - t) * 1000)
-                inside.append(inference_ms)
-    return round_trips, inside
+            run.inference_ms.append(await one_request(ws, WARMUP + i, jpeg, binary))
+            run.times.append((time.perf_counter() - t) * 1000)
+        cpu = _cpu_seconds(server) + time.process_time() - cpu_before
+    run.cpu_ms.append(cpu * 1000 / frames)
+    return run
 
 
-def summary(times: list[float]) -> str:
-    q = statistics.quantiles(times, n=10)
-    return f"median {statistics.median(times):6.2f} ms   p90 {q[-1]:6.2f} ms   mean {statistics.fmean(times):6.2f} ms"
+def _cpu_seconds(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def summary(run: Run) -> str:
+    p90 = statistics.quantiles(run.times, n=10)[-1]
+    cpu = statistics.median(run.cpu_ms)
+    return f"wall median {statistics.median(run.times):6.2f} ms  p90 {p90:6.2f} ms   CPU {cpu:6.2f} ms"
 
 
 def main() -> int:
@@ -144,27 +172,31 @@ def main() -> int:
     if not BACKEND_PYTHON.exists():
         print("build the venv first: .venv/bin/python -m main_backend setup emotion", file=sys.stderr)
         return 2
+    load_before = " ".join(f"{v:.2f}" for v in os.getloadavg())
     jpeg = test_frame()
-    results: dict[str, list[float]] = {"direct": [], "backend (binary frame)": [], "backend (base64 JSON)": []}
-    inside: dict[str, list[float]] = {"backend (binary frame)": [], "backend (base64 JSON)": []}
+    modes = {"direct": None, "backend (binary frame)": True, "backend (base64 JSON)": False}
+    results = {mode: Run() for mode in modes}
     with tempfile.NamedTemporaryFile(suffix=".jpg") as tmp:
         tmp.write(jpeg)
         tmp.flush()
         port = free_port()
-        with backend(port):
+        with backend(port) as server:
             for _ in range(args.rounds):
-                results["direct"] += run_direct(Path(tmp.name), args.frames)
-                for mode, binary in (("backend (binary frame)", True), ("backend (base64 JSON)", False)):
-                    round_trips, inference = asyncio.run(run_backend(port, jpeg, args.frames, binary))
-                    results[mode] += round_trips
-                    inside[mode] += inference
+                for mode, binary in modes.items():
+                    if binary is None:
+                        results[mode].add(run_direct(Path(tmp.name), args.frames))
+                    else:
+                        results[mode].add(asyncio.run(run_backend(server, port, jpeg, args.frames, binary)))
     print(f"640x480 JPEG of {len(jpeg) / 1024:.1f} KiB, one face, {args.rounds} x {args.frames} frames per mode")
-    direct = statistics.median(results["direct"])
-    for mode, times in results.items():
-        overhead = (statistics.median(times) - direct) / direct * 100
-        print(f"{mode:24s} {summary(times)}   overhead vs direct {overhead:+5.1f}%")
-    for mode, times in inside.items():
-        print(f"  of which inside {mode}: inference_ms median {statistics.median(times):6.2f} ms")
+    print(f"load average before/after: {load_before} / {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    direct = results["direct"]
+    wall, cpu = statistics.median(direct.times), statistics.median(direct.cpu_ms)
+    for mode, run in results.items():
+        extra_wall = (statistics.median(run.times) - wall) / wall * 100
+        extra_cpu = (statistics.median(run.cpu_ms) - cpu) / cpu * 100
+        print(f"{mode:23s} {summary(run)}   overhead vs direct: wall {extra_wall:+5.1f}%  CPU {extra_cpu:+5.1f}%")
+        if run.inference_ms:
+            print(f"{'':23s} backend's own inference_ms median {statistics.median(run.inference_ms):6.2f} ms")
     return 0
 
 
