@@ -187,7 +187,8 @@ async def test_the_hub_routes_frames_to_the_fatigue_backend(fatigue_python: Path
                 "data": {},
             }
             await send_binary(ws, header, encode(skimage_data.astronaut()))
-            [answer] = await recv_until_final(ws, "h1")
+            answer = (await recv_until_final(ws, "h1"))[-1]  # after any `loading` progress messages
     assert answer["type"] == "inference_response", answer
+    assert answer.get("model") == "fatigue"
     assert answer["data"]["face_found"] is True
     assert answer["data"]["stream"]["stream_id"] == "hub-cam"

@@ -8,7 +8,7 @@ import pytest
 from model_backends.base.errors import BadRequestError
 from model_backends.fatigue_backend.fatigue.frame_request import FrameOptions, frame_sample, measure_face, no_face
 from model_backends.fatigue_backend.fatigue.geometry import HEAD_MODEL, HEAD_MODEL_INDICES
-from model_backends.fatigue_backend.fatigue.streams import FatigueThresholds
+from model_backends.fatigue_backend.fatigue.thresholds import FatigueThresholds
 
 
 def test_the_request_stream_id_wins_over_the_data_field() -> None:

@@ -7,12 +7,8 @@ from typing import Any
 
 import pytest
 
-from model_backends.fatigue_backend.fatigue.streams import (
-    FatigueThresholds,
-    FrameSample,
-    StreamRegistry,
-    StreamTracker,
-)
+from model_backends.fatigue_backend.fatigue.streams import FrameSample, StreamRegistry, StreamTracker
+from model_backends.fatigue_backend.fatigue.thresholds import FatigueThresholds
 
 OPEN, CLOSED = 0.32, 0.05
 FPS = 10
@@ -29,7 +25,8 @@ def _feed(tracker: StreamTracker, start: float, seconds: float, ear: float | Non
 
 
 def _summary(tracker: StreamTracker) -> dict[str, Any]:
-    return tracker.summary(tracker.samples[-1].t)
+    assert tracker.last_t is not None
+    return tracker.summary(tracker.last_t)
 
 
 def test_open_eyes_keep_the_driver_alert() -> None:

@@ -11,7 +11,8 @@ import numpy as np
 from model_backends.base.errors import BadRequestError
 
 from .geometry import LEFT_EYE, RIGHT_EYE, eye_aspect_ratio, face_box, head_pose, mouth_aspect_ratio
-from .streams import FatigueThresholds, FrameSample
+from .streams import FrameSample
+from .thresholds import FatigueThresholds
 
 DEFAULT_STREAM = "default"
 

@@ -13,28 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .score import WindowMeasures, fatigue_level, fatigue_score
+from .thresholds import FatigueThresholds
+from .time_window import TimeWindow
+
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class FatigueThresholds:
-    """What counts as closed, yawning or head-down, and how the score is formed."""
-
-    window_s: float = 60.0
-    ear_closed: float = 0.2
-    mar_yawn: float = 0.6
-    yawn_min_s: float = 1.0
-    blink_max_s: float = 0.5
-    long_closure_s: float = 1.5
-    head_down_pitch: float = -20.0
-    #: The longest gap between two frames that still counts as observed time.
-    max_gap_s: float = 2.0
-    #: Below this much observed time the PERCLOS and head-down parts of the score are scaled down.
-    min_coverage_s: float = 3.0
-    perclos_drowsy: float = 0.15
-    perclos_full: float = 0.35
-    drowsy_score: float = 0.3
-    very_drowsy_score: float = 0.6
+__all__ = ["FatigueThresholds", "FrameSample", "StreamRegistry", "StreamTracker"]
 
 
 @dataclass(frozen=True)
@@ -79,31 +64,42 @@ class StreamTracker:
 
     stream_id: str
     thresholds: FatigueThresholds = field(default_factory=FatigueThresholds)
-    samples: deque[FrameSample] = field(default_factory=deque)
     blinks: deque[float] = field(default_factory=deque)
     yawns: deque[float] = field(default_factory=deque)
     long_closures: deque[float] = field(default_factory=deque)
+    frames: int = 0
+    first_t: float | None = None
+    last_t: float | None = None
+    _window: TimeWindow = field(init=False)
     _eyes: _Run = field(default_factory=_Run)
     _mouth: _Run = field(default_factory=_Run)
-    frames: int = 0
+
+    def __post_init__(self) -> None:
+        self._window = TimeWindow(self.thresholds.window_s, self.thresholds.max_gap_s)
 
     def add(self, sample: FrameSample) -> None:
         """Record a frame; a timestamp earlier than the last one restarts the stream (a replay)."""
-        if self.samples and sample.t < self.samples[-1].t:
+        if self.last_t is not None and sample.t < self.last_t:
             logger.info(
-                "stream %s: time went back from %.3f to %.3f, restarting", self.stream_id, self.samples[-1].t, sample.t
+                "stream %s: time went back from %.3f to %.3f, restarting", self.stream_id, self.last_t, sample.t
             )
             self.reset()
         self.frames += 1
-        self.samples.append(sample)
+        self.first_t = sample.t if self.first_t is None else self.first_t
+        self.last_t = sample.t
+        th = self.thresholds
+        closed = sample.ear is not None and sample.ear < th.ear_closed
+        down = sample.pitch is not None and sample.pitch < th.head_down_pitch
+        self._window.add(sample.t, face=sample.face_found, closed=closed, down=down)
         self._track_eyes(sample)
         self._track_mouth(sample)
-        self._forget_before(sample.t - self.thresholds.window_s)
+        self._forget_before(sample.t - th.window_s)
 
     def reset(self) -> None:
-        for queue in (self.samples, self.blinks, self.yawns, self.long_closures):
-            queue.clear()
-        self._eyes, self._mouth, self.frames = _Run(), _Run(), 0
+        for events in (self.blinks, self.yawns, self.long_closures):
+            events.clear()
+        self.__post_init__()
+        self._eyes, self._mouth, self.frames, self.first_t, self.last_t = _Run(), _Run(), 0, None, None
 
     def _track_eyes(self, s: FrameSample) -> None:
         if s.ear is None:
@@ -128,63 +124,36 @@ class StreamTracker:
             self.yawns.append(s.t)
 
     def _forget_before(self, cutoff: float) -> None:
-        # keep one sample before the cutoff: it covers the time up to the next one
-        while len(self.samples) > 1 and self.samples[1].t <= cutoff:
-            self.samples.popleft()
         for events in (self.blinks, self.yawns, self.long_closures):
             while events and events[0] <= cutoff:
                 events.popleft()
 
     # ------------------------------------------------------------------ measures
-    def _time_fraction(self, now: float, condition: Callable[[FrameSample], bool]) -> tuple[float, float]:
-        """(fraction of observed face time where ``condition`` held, observed seconds) in the window."""
-        start = now - self.thresholds.window_s
-        hit = total = 0.0
-        items = list(self.samples)
-        for current, nxt in zip(items, [*items[1:], None], strict=True):
-            if not current.face_found:
-                continue
-            end = now if nxt is None else nxt.t
-            span = min(end, current.t + self.thresholds.max_gap_s) - max(current.t, start)
-            if span <= 0:
-                continue
-            total += span
-            hit += span if condition(current) else 0.0
-        if total > 0:
-            return hit / total, total
-        faces = [s for s in items if s.face_found and s.t >= start]
-        return (sum(map(condition, faces)) / len(faces), 0.0) if faces else (0.0, 0.0)
-
     def perclos(self, now: float) -> tuple[float, float]:
         """(PERCLOS, observed seconds): the fraction of observed time with the eyes closed."""
-        closed = self.thresholds.ear_closed
-        return self._time_fraction(now, lambda s: s.ear is not None and s.ear < closed)
-
-    def head_down_fraction(self, now: float) -> float:
-        limit = self.thresholds.head_down_pitch
-        return self._time_fraction(now, lambda s: s.pitch is not None and s.pitch < limit)[0]
+        times = self._window.times(now)
+        if times.observed > 0:
+            return times.closed_fraction, times.observed
+        latest = self._window.latest_closed()  # a single frame so far: all we know
+        return (1.0 if latest else 0.0), 0.0
 
     def span(self, now: float) -> float:
         """Seconds of the window this stream has covered so far."""
-        return 0.0 if not self.samples else min(self.thresholds.window_s, now - self.samples[0].t)
+        return 0.0 if self.first_t is None else min(self.thresholds.window_s, now - self.first_t)
 
     def summary(self, now: float) -> dict[str, Any]:
         """The stream's measures, score, level and reasons at ``now`` (the latest frame's time)."""
         th = self.thresholds
         perclos, observed = self.perclos(now)
-        head_down = self.head_down_fraction(now)
-        span = self.span(now)
-        blink_rate = len(self.blinks) * 60.0 / max(span, 10.0)
-        closed_for = self._eyes.length(now)
-        score, reasons = fatigue_score(
-            th,
+        measures = WindowMeasures(
             perclos=perclos,
             observed_s=observed,
             yawns=len(self.yawns),
             long_closures=len(self.long_closures),
-            closed_for_s=closed_for,
-            head_down=head_down,
+            closed_for_s=self._eyes.length(now),
+            head_down=self._window.times(now).down_fraction,
         )
+        score, reasons = fatigue_score(th, measures)
         return {
             "stream_id": self.stream_id,
             "window_s": th.window_s,
@@ -192,56 +161,15 @@ class StreamTracker:
             "frames": self.frames,
             "perclos": round(perclos, 4),
             "blinks": len(self.blinks),
-            "blink_rate_per_min": round(blink_rate, 2),
+            "blink_rate_per_min": round(len(self.blinks) * 60.0 / max(self.span(now), 10.0), 2),
             "yawns": len(self.yawns),
             "long_closures": len(self.long_closures),
-            "eyes_closed_for_s": round(closed_for, 3),
-            "head_down_fraction": round(head_down, 4),
+            "eyes_closed_for_s": round(measures.closed_for_s, 3),
+            "head_down_fraction": round(measures.head_down, 4),
             "fatigue_score": round(score, 4),
             "level": fatigue_level(th, score),
             "reasons": reasons,
         }
-
-
-def fatigue_score(
-    th: FatigueThresholds,
-    *,
-    perclos: float,
-    observed_s: float,
-    yawns: int,
-    long_closures: int,
-    closed_for_s: float,
-    head_down: float,
-) -> tuple[float, list[str]]:
-    """A score in [0, 1] from the window's measures, with the reasons that raised it."""
-    confidence = min(1.0, observed_s / th.min_coverage_s) if th.min_coverage_s > 0 else 1.0
-    perclos_part = min(1.0, perclos / th.perclos_full) * confidence
-    yawn_part = min(1.0, yawns / 3.0)
-    closure_part = min(1.0, long_closures / 2.0)
-    head_part = min(1.0, head_down / 0.3) * confidence
-    score = min(1.0, 0.6 * perclos_part + 0.15 * yawn_part + 0.15 * closure_part + 0.1 * head_part)
-    if closed_for_s >= th.long_closure_s:
-        score = max(score, th.very_drowsy_score)
-    reasons: list[str] = []
-    if perclos >= th.perclos_drowsy and confidence > 0:
-        reasons.append(f"eyes closed {perclos:.0%} of the last {th.window_s:.0f} s (PERCLOS)")
-    if closed_for_s >= th.long_closure_s:
-        reasons.append(f"eyes closed for {closed_for_s:.1f} s now")
-    if long_closures:
-        reasons.append(f"{long_closures} eye closure(s) of {th.long_closure_s:g} s or more")
-    if yawns:
-        reasons.append(f"{yawns} yawn(s) in the last {th.window_s:.0f} s")
-    if head_down >= 0.15 and confidence > 0:
-        reasons.append(f"head down {head_down:.0%} of the time")
-    return score, reasons
-
-
-def fatigue_level(th: FatigueThresholds, score: float) -> str:
-    if score >= th.very_drowsy_score:
-        return "very_drowsy"
-    if score >= th.drowsy_score:
-        return "drowsy"
-    return "alert"
 
 
 class StreamRegistry:
