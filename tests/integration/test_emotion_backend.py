@@ -106,6 +106,18 @@ async def test_faces_are_sorted_largest_first(backend: RunningProcess) -> None:
     assert answer["data"]["top_emotion"] == "happy"
 
 
+async def test_face_at_the_frame_edge_is_padded_and_read(backend: RunningProcess) -> None:
+    # Cut just below the chin: the crop's margin leaves the frame and is filled, as fer does.
+    jpeg = encode(np.ascontiguousarray(skimage_data.astronaut()[:170]))
+
+    answer = await request(backend.url, inference("edge", b64(jpeg)))
+
+    [face] = answer["data"]["faces"]
+    _, y, _, h = face["box"]
+    assert y + h + 10 > 170
+    assert face["top_emotion"] == "happy"
+
+
 @pytest.mark.parametrize(
     "image",
     [b64(b"\xff\xd8\xff\xe0 this is not really a JPEG"), "%%% not base64 %%%", ""],
