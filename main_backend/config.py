@@ -58,6 +58,7 @@ class BackendConfig(_Strict):
     restart_window: float = Field(default=300.0, gt=0)
     max_queue: int = Field(default=64, ge=1)
     max_in_flight: int = Field(default=4, ge=1)
+    stream_backlog: int | None = Field(default=None, ge=1)
     max_concurrency: int = Field(default=1, ge=1)
 
     @property

@@ -39,9 +39,17 @@ class Scheduler:
     """Orders a backend's waiting requests and limits how many are in flight."""
 
     def __init__(
-        self, name: str, max_queue: int, max_in_flight: int, clock: Callable[[], float] = time.perf_counter
+        self,
+        name: str,
+        max_queue: int,
+        max_in_flight: int,
+        clock: Callable[[], float] = time.perf_counter,
+        stream_backlog: int | None = None,
     ) -> None:
         self.name = name
+        #: At most this many stream frames wait (across all streams): past it the oldest waiting
+        #: frame is superseded, so an answer's age stays flat however many cameras send.
+        self.stream_backlog = stream_backlog or max(2, max_in_flight)
         self.max_queue = max_queue
         self.max_in_flight = max_in_flight
         self._heap: list[Job] = []
@@ -83,6 +91,8 @@ class Scheduler:
         superseded: list[Job] = []
         if stream_id is not None:
             old = self._by_stream.pop(stream_id, None)
+            if old is None and len(self._by_stream) >= self.stream_backlog:
+                old = self._by_stream.pop(next(iter(self._by_stream)))  # the oldest waiting frame
             if old is not None:
                 self._drop_queued(old)
                 superseded.append(old)

@@ -66,3 +66,14 @@ def test_finish_and_drain_forget_jobs() -> None:
     assert s.finish("b") is not None and s.queued == 0
     assert [j.hub_id for j in s.drain()] == ["a"]
     assert (s.in_flight, s.queued) == (0, 0)
+
+
+def test_past_the_stream_backlog_the_oldest_waiting_frame_of_any_stream_is_superseded() -> None:
+    s = Scheduler("m", max_queue=100, max_in_flight=1, stream_backlog=2)
+    s.submit("busy", b"", 10)
+    _ids(s)
+    assert s.submit("a1", b"", 10, stream_id="a") == []
+    assert s.submit("b1", b"", 10, stream_id="b") == []
+    [dropped] = s.submit("c1", b"", 10, stream_id="c")
+    assert dropped.hub_id == "a1"
+    assert s.queued == 2

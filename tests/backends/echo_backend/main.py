@@ -28,10 +28,10 @@ class EchoBackend(BaseModelBackend):
         self.loads += 1
 
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
-        if data.get("reply") == "small":  # benchmarks: a fixed small answer, no echo
-            return {"ok": True}
         if "sleep" in data:
             time.sleep(float(data["sleep"]))
+        if data.get("reply") == "small":  # benchmarks: a fixed small answer, no echo
+            return {"ok": True}
         if data.get("fail") == "bad_request":
             raise BadRequestError("asked to fail")
         if data.get("fail") == "crash":
