@@ -1,0 +1,1 @@
+"""``GET /v1/models``: which names the gateway answers to, local and external."""
