@@ -8,6 +8,7 @@ streams and bounds their number.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -192,6 +193,7 @@ class StreamRegistry:
         self.ttl_s = ttl_s
         self.max_streams = max_streams
         self._streams: OrderedDict[str, tuple[StreamTracker, float]] = OrderedDict()
+        self._lock = threading.Lock()  # inference may run on several worker threads
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -200,22 +202,26 @@ class StreamRegistry:
         return stream_id in self._streams
 
     def observe(self, stream_id: str, sample: FrameSample) -> dict[str, Any]:
-        """Add a frame to its stream (created if new) and return the stream's summary."""
-        now = self._clock()
-        self.expire(now)
-        tracker = self._streams.pop(stream_id, (None, 0.0))[0]
-        if tracker is None:
-            tracker = StreamTracker(stream_id, self.thresholds)
-            while len(self._streams) >= self.max_streams:
-                evicted, _ = self._streams.popitem(last=False)
-                logger.info("stream %s evicted: more than %d streams", evicted, self.max_streams)
-        self._streams[stream_id] = (tracker, now)
-        tracker.add(sample)
-        return tracker.summary(sample.t)
+        """Add a frame to its stream (created if new) and return the stream's summary. Thread-safe."""
+        with self._lock:
+            now = self._clock()
+            self._expire_locked(now)
+            tracker = self._streams.pop(stream_id, (None, 0.0))[0]
+            if tracker is None:
+                tracker = StreamTracker(stream_id, self.thresholds)
+                while len(self._streams) >= self.max_streams:
+                    evicted, _ = self._streams.popitem(last=False)
+                    logger.info("stream %s evicted: more than %d streams", evicted, self.max_streams)
+            self._streams[stream_id] = (tracker, now)
+            tracker.add(sample)
+            return tracker.summary(sample.t)
 
     def expire(self, now: float | None = None) -> list[str]:
         """Drop streams quiet for longer than ``ttl_s``; return their ids."""
-        now = self._clock() if now is None else now
+        with self._lock:
+            return self._expire_locked(self._clock() if now is None else now)
+
+    def _expire_locked(self, now: float) -> list[str]:
         gone = [sid for sid, (_, seen) in self._streams.items() if now - seen > self.ttl_s]
         for sid in gone:
             del self._streams[sid]
@@ -223,4 +229,5 @@ class StreamRegistry:
         return gone
 
     def clear(self) -> None:
-        self._streams.clear()
+        with self._lock:
+            self._streams.clear()
