@@ -1,10 +1,15 @@
-# The two commands: `make run` and `make test`. Both set up what is missing first.
+# The two commands: `make run` and `make test`. Both set up whatever is missing first
+# (the hub's venv, every enabled backend's venv); a second run is quick.
 PY ?= python3
 VENV := .venv
 HUB_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hub-deps.stamp
+HOST ?= 127.0.0.1
+PORT ?= 8765
+BACKENDS := fatigue emotion eeg vlm
+PYTEST_PINS := pytest==9.0.3 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 hypothesis==6.170.15
 
-.PHONY: run test setup lint bench clean
+.PHONY: run test setup backends browser lint bench clean test-backend-units
 
 $(STAMP): requirements.txt requirements-dev.txt model_backends/base/pyproject.toml
 	test -x $(HUB_PY) || $(PY) -m venv $(VENV)
@@ -12,13 +17,32 @@ $(STAMP): requirements.txt requirements-dev.txt model_backends/base/pyproject.to
 	$(HUB_PY) -m pip install -q --disable-pip-version-check -e model_backends/base
 	touch $(STAMP)
 
-setup: $(STAMP)
+setup: $(STAMP) backends
+
+backends: $(STAMP)
 	$(HUB_PY) -m main_backend setup
 
-run: setup
-	$(HUB_PY) -m main_backend serve --supervise
+browser:
+	bash scripts/install_browser.sh
 
-test: setup
+run: setup
+	@echo "Dashboard: http://$(HOST):$(PORT)/   clients: ws://$(HOST):$(PORT)/ws   (Ctrl-C stops everything)"
+	$(HUB_PY) -m main_backend serve --supervise --host $(HOST) --port $(PORT)
+
+# Backend-specific unit tests need the backend's own libraries (mne, h5py, ...): they run in
+# that backend's venv, with the same pytest pins as the hub's.
+test-backend-units: setup
+	@for b in $(BACKENDS); do \
+	  py=model_backends/$${b}_backend/.venv/bin/python; \
+	  files=$$(ls tests/unit/test_$${b}_*.py 2>/dev/null); \
+	  if [ -x "$$py" ] && [ -n "$$files" ]; then \
+	    echo "== $$b unit tests in its own venv"; \
+	    $$py -m pip install -q --disable-pip-version-check $(PYTEST_PINS) || exit 1; \
+	    $$py -m pytest -q -p no:cacheprovider $$files || exit 1; \
+	  fi; \
+	done
+
+test: setup browser test-backend-units
 	$(HUB_PY) -m pytest
 
 lint: $(STAMP)
@@ -27,7 +51,9 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy main_backend model_backends/base
 
 bench: setup
-	$(HUB_PY) bench/relay.py
+	$(HUB_PY) -m bench.relay
+	$(HUB_PY) -m bench.priority
+	$(HUB_PY) -m bench.stream
 
 clean:
 	rm -rf $(VENV) model_backends/*/.venv logs
