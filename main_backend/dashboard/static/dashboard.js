@@ -130,7 +130,10 @@ function renderBackend(b, charts, result, now) {
   set(card, "in_flight", String(b.in_flight));
   set(card, "queued", queuedText(b));
   set(card, "requests", String(b.requests));
-  set(card, "errors", String(b.errors), b.errors ? "bad" : "");
+  // A frame replaced by a newer one of its stream counts as an error in the hub's totals; it is not a fault.
+  const errors = Math.max(0, b.errors - (b.superseded_total || 0));
+  const superseded = b.superseded_total ? ` · ${b.superseded_total} superseded` : "";
+  set(card, "errors", `${errors}${superseded}`, errors ? "bad" : "");
   set(card, "restarts", String(b.restarts), b.restarts ? "bad" : "");
   set(card, "model", b.model_loaded ? "loaded" : "not loaded", b.model_loaded ? "yes" : "no");
   card.querySelector('[data-f="model"]').title = b.model || "";
@@ -159,8 +162,9 @@ function renderResult(card, result, now) {
   box.hidden = !result;
   if (!result) return;
   set(card, "result-age", `${result.count} answers · ${duration(Math.max(0, now - result.at))} ago`);
-  const entries = Object.entries(result.fields).slice(0, 14);
+  const entries = Object.entries(result.fields);
   entries.sort(([a], [b]) => Number(HEADLINE.test(b)) - Number(HEADLINE.test(a)));
+  entries.length = Math.min(entries.length, 14);
   const chips = card.querySelector('[data-f="result-fields"]');
   chips.replaceChildren(...entries.map(([key, value]) => {
     const chip = document.createElement("span");
