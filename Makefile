@@ -48,7 +48,7 @@ test: setup browser test-backend-units
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy main_backend model_backends/base
+	$(VENV)/bin/mypy --explicit-package-bases -p main_backend -p model_backends.base
 
 bench: setup
 	$(HUB_PY) -m bench.relay

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -50,15 +51,24 @@ class HubMetrics:
         )
         self.clients_gauge = Gauge("hub_clients", "Connected WebSocket clients", registry=r)
         self.uptime_gauge = Gauge("hub_uptime_seconds", "Seconds since the hub started", registry=r)
+        self._request_counters: dict[tuple[str, str], Any] = {}
+        self._latency_children: dict[str, Any] = {}
 
     # Observer protocol of the router
     def request_started(self, runtime: BackendRuntime) -> None:
         pass
 
     def request_finished(self, runtime: BackendRuntime, outcome: str, seconds: float) -> None:
-        self.requests.labels(runtime.name, outcome).inc()
+        key = (runtime.name, outcome)
+        counter = self._request_counters.get(key)
+        if counter is None:  # labels() takes a lock and builds a key: do it once per label set
+            counter = self._request_counters[key] = self.requests.labels(*key)
+        counter.inc()
         if outcome == "ok":
-            self.latency.labels(runtime.name).observe(seconds)
+            histogram = self._latency_children.get(runtime.name)
+            if histogram is None:
+                histogram = self._latency_children[runtime.name] = self.latency.labels(runtime.name)
+            histogram.observe(seconds)
 
     def render(self) -> bytes:
         self._refresh()

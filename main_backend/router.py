@@ -123,12 +123,15 @@ class Router:
         }
 
     async def _on_request(self, session: ClientSession, obj: dict[str, Any], payload: memoryview | None) -> None:
-        rid = _str_or_none(obj.get("request_id"))
-        try:
-            req = protocol.InferenceRequest.model_validate(obj)
-        except ValidationError as exc:
-            self._reply_error(session, rid, protocol.describe_validation_error(exc), ErrorCode.BAD_REQUEST)
-            return
+        req = protocol.fast_request_header(obj)
+        if req is None:  # invalid: let the model say precisely why
+            try:
+                protocol.InferenceRequest.model_validate(obj)
+            except ValidationError as exc:
+                rid = _str_or_none(obj.get("request_id"))
+                self._reply_error(session, rid, protocol.describe_validation_error(exc), ErrorCode.BAD_REQUEST)
+                return
+            req = _header_from_model(obj)
         targets = req.models if req.models else ([req.model] if req.model else [])
         if not targets:
             self._reply_error(
@@ -489,3 +492,8 @@ def _guess_id(frame: str | bytes) -> str | None:
         if end > 0:
             return rest[1:end]
     return None
+
+
+def _header_from_model(obj: dict[str, Any]) -> protocol.RequestHeader:
+    req = protocol.InferenceRequest.model_validate(obj)
+    return protocol.RequestHeader(req.request_id, req.model, req.models, req.priority, req.stream_id, req.timeout)

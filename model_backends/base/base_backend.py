@@ -26,7 +26,7 @@ import signal
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -166,7 +166,7 @@ class BaseModelBackend(ABC):
         try:
             import uvloop
 
-            runner: Callable[[Awaitable[None]], None] = uvloop.run  # type: ignore[assignment]
+            runner: Callable[[Coroutine[Any, Any, None]], None] = uvloop.run
         except ImportError:
             runner = asyncio.run
         runner(self.serve())
@@ -353,8 +353,10 @@ class BaseModelBackend(ABC):
         try:
             if inspect.iscoroutinefunction(self.process_inference):
                 set_current_request(job.ctx)
-                return await self.process_inference(job.request.data)  # type: ignore[no-any-return]
-            return await self._run_in_worker(job.ctx, self.process_inference, job.request.data)
+                result: dict[str, Any] = await self.process_inference(job.request.data)  # type: ignore[misc,unused-ignore]
+                return result
+            answer: dict[str, Any] = await self._run_in_worker(job.ctx, self.process_inference, job.request.data)
+            return answer
         except Exception as exc:  # noqa: BLE001 - reported to the requester with a code
             return exc
 

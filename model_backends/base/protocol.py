@@ -11,7 +11,7 @@ that is not a valid message; callers answer that with an ``error`` message and k
 from __future__ import annotations
 
 import struct
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, NamedTuple, TypeAlias
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -179,7 +179,7 @@ MESSAGE_TYPES: frozenset[str] = frozenset(
 )
 
 
-def parse_json(frame: str | bytes) -> dict[str, Any]:
+def parse_json(frame: str | bytes | memoryview) -> dict[str, Any]:
     """Parse a text frame into a JSON object, or raise ``ProtocolError``."""
     try:
         obj = orjson.loads(frame)
@@ -287,3 +287,46 @@ def decode_header_only(frame: str | bytes) -> dict[str, Any]:
         return parse_json(frame)
     header, _payload = split_envelope(frame)
     return header
+
+
+class RequestHeader(NamedTuple):
+    """The routing fields of an ``inference_request``, checked without building a model."""
+
+    request_id: str
+    model: str | None
+    models: list[str] | None
+    priority: int
+    stream_id: str | None
+    timeout: float | None
+
+
+def fast_request_header(obj: dict[str, Any]) -> RequestHeader | None:
+    """The routing header if ``obj`` is a valid ``inference_request``, else None.
+
+    Same rules as :class:`InferenceRequest`, in plain Python for the hub's hot path; on None,
+    validate with the model to get the precise error message.
+    """
+    rid = obj.get("request_id")
+    model = obj.get("model")
+    models = obj.get("models")
+    priority = obj.get("priority", PRIORITY_BATCH)
+    stream_id = obj.get("stream_id")
+    timeout = obj.get("timeout")
+    ok = (
+        type(rid) is str
+        and 0 < len(rid) <= 256
+        and type(obj.get("data", _EMPTY)) is dict
+        and (model is None or type(model) is str)
+        and (models is None or (type(models) is list and all(type(m) is str for m in models)))
+        and type(priority) is int
+        and 1 <= priority <= 10
+        and (stream_id is None or (type(stream_id) is str and len(stream_id) <= 256))
+        and (timeout is None or (type(timeout) in (int, float) and 0 < timeout <= 3600))
+        and type(obj.get("stream", False)) is bool
+    )
+    if not ok:
+        return None
+    return RequestHeader(rid, model, models, priority, stream_id, timeout)  # type: ignore[arg-type]
+
+
+_EMPTY: dict[str, Any] = {}

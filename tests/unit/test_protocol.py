@@ -18,7 +18,9 @@ def test_decodes_a_seed_inference_request() -> None:
 
 
 def test_binary_envelope_round_trips_the_payload_into_data() -> None:
-    frame = protocol.join_envelope({"type": "inference_request", "request_id": "b", "binary_field": "eeg"}, b"\x00\x01\x02")
+    frame = protocol.join_envelope(
+        {"type": "inference_request", "request_id": "b", "binary_field": "eeg"}, b"\x00\x01\x02"
+    )
     msg = protocol.decode(frame)
     assert isinstance(msg, protocol.InferenceRequest)
     assert msg.data == {"eeg": b"\x00\x01\x02"}
@@ -65,9 +67,47 @@ def test_any_bytes_either_decode_or_raise_protocol_error(frame: bytes) -> None:
         pass
 
 
-@given(st.dictionaries(st.sampled_from(["type", "request_id", "data", "priority", "model"]), st.none() | st.integers() | st.text(max_size=5)))
+@given(
+    st.dictionaries(
+        st.sampled_from(["type", "request_id", "data", "priority", "model"]),
+        st.none() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5),
+    )
+)
 def test_any_json_object_either_validates_or_raises_protocol_error(obj: dict[str, object]) -> None:
     try:
         protocol.decode(orjson.dumps(obj))
     except ProtocolError:
         pass
+
+
+_field_values = (
+    st.none()
+    | st.booleans()
+    | st.integers(-5, 20)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=3)
+    | st.lists(st.text(max_size=2), max_size=2)
+    | st.dictionaries(st.text(max_size=2), st.integers(), max_size=2)
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {"type": st.just("inference_request")},
+        optional={
+            k: _field_values
+            for k in ("request_id", "data", "model", "models", "priority", "stream_id", "timeout", "stream")
+        },
+    )
+)
+def test_the_hot_path_header_check_never_accepts_what_the_model_refuses(obj: dict[str, object]) -> None:
+    header = protocol.fast_request_header(obj)
+    if header is None:
+        return
+    model = protocol.InferenceRequest.model_validate(obj)
+    assert (model.request_id, model.priority, model.stream_id, model.model) == (
+        header.request_id,
+        header.priority,
+        header.stream_id,
+        header.model,
+    )
