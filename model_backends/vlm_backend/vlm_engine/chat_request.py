@@ -28,6 +28,8 @@ class ChatRequest:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     stream: bool = False
+    #: generate exactly max_tokens (vLLM's benchmarking extension); EOS is suppressed until then
+    ignore_eos: bool = False
 
 
 def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
@@ -52,6 +54,7 @@ def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
         stop=_stop_list(data.get("stop")),
         seed=_seed(data.get("seed")),
         stream=bool(data.get("stream", False)),
+        ignore_eos=bool(data.get("ignore_eos", False)),
     )
 
 

@@ -100,6 +100,8 @@ class ChatGenerator:
         config = self.loaded.model.generation_config
         pad = config.pad_token_id if config.pad_token_id is not None else self.loaded.tokenizer.pad_token_id
         args: dict[str, Any] = {"max_new_tokens": request.max_tokens, "pad_token_id": pad}
+        if request.ignore_eos:
+            args["min_new_tokens"] = request.max_tokens
         if request.temperature == 0.0:
             return {**args, "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         return {**args, "do_sample": True, "temperature": request.temperature, "top_p": request.top_p, "top_k": None}

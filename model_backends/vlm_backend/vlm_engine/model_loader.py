@@ -65,7 +65,6 @@ def pick_device(requested: str | None) -> tuple[str, Any]:
 
 def load_model(model_path: str | None, device: str | None, *, trust_remote_code: bool = False) -> LoadedModel:
     """Load the folder with ``AutoProcessor`` + ``AutoModelForImageTextToText``, else a causal LM."""
-    import torch
     from transformers import AutoConfig
 
     folder = resolve_model_folder(model_path)
