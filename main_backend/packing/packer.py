@@ -138,14 +138,14 @@ def _file_entries(backend: BackendConfig, wheels: WheelSet, model: ModelFiles, d
         Entry(layout.LOCK_FILE, data=pins(wheels.resolved).encode()),
         Entry(layout.NODEPS_LOCK_FILE, data=pins(wheels.nodeps).encode()),
     ]
-    entries += _tree(backend.folder, f"{layout.BACKEND_DIR}/{backend.folder.name}")
-    entries += _tree(BASE_DIR, layout.BASE_DIR)
+    entries += code_entries(backend.folder, f"{layout.BACKEND_DIR}/{backend.folder.name}")
+    entries += code_entries(BASE_DIR, layout.BASE_DIR)
     entries += [Entry(f"{layout.WHEELS_DIR}/{w.name}", source=w) for w in sorted([*wheels.resolved, *wheels.nodeps])]
     entries += [Entry(f"{layout.MODEL_DIR}/{f.bundle_path}", source=f.source) for f in [*model.files, *declared.files]]
     return entries
 
 
-def _tree(folder: Path, prefix: str) -> list[Entry]:
+def code_entries(folder: Path, prefix: str) -> list[Entry]:
     """Every file under ``folder`` but venvs, caches and build leftovers."""
     entries = []
     for path in sorted(folder.rglob("*")):
