@@ -160,3 +160,22 @@ def test_start_with_no_names_starts_what_fits_in_free_memory(cli_hub: RunningPro
     assert named.returncode == 0, named.stderr
     assert named.stdout.strip() == "echo2: started"
     wait_backends_ready(cli_hub, ["echo", "echo2"])
+
+
+def test_the_camera_client_example_streams_binary_frames_that_reach_the_dashboard(cli_hub: RunningProcess) -> None:
+    wait_backends_ready(cli_hub, ["echo", "echo2"])
+    cmd = [str(HUB_PYTHON), "examples/camera_client.py", "--url", cli_hub.ws, "--models", "echo", "echo2"]
+    result = subprocess.run(
+        [*cmd, "--frames", "6", "--fps", "20", "--stream-id", "dash-cam"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[-1].endswith(" 0 errors")
+    results = get_json(f"{cli_hub.http}/api/dashboard")["results"]
+    for name in ("echo", "echo2"):
+        assert results[name]["request_id"].startswith("dash-cam-")
+        assert isinstance(results[name]["fields"]["echo.timestamp"], float), "the frame's header data arrived"
