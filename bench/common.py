@@ -17,11 +17,11 @@ import yaml
 from tests.support.processes import (
     HUB_PYTHON,
     REPO,
+    RunningProcess,
     echo_backend_config,
     free_port,
     wait_backends_ready,
     wait_for_port,
-    RunningProcess,
 )
 
 

@@ -45,7 +45,7 @@ async def flood(url: str, service_s: float, stop: asyncio.Event, depth: int) -> 
         for _ in range(depth):
             await send_one()
         while not stop.is_set():
-            msg = await ws.receive(timeout=30)
+            await ws.receive(timeout=30)
             served += 1
             if not stop.is_set():
                 await send_one()

@@ -53,10 +53,26 @@ class Result:
 
 def payloads() -> dict[str, tuple[str, bytes | str]]:
     frame = os.urandom(50 * 1024)
-    small = orjson.dumps({"type": "inference_request", "request_id": "0", "data": {"reply": "small", "x": list(range(20)), "stream": "cam-1"}})
-    b64 = orjson.dumps({"type": "inference_request", "request_id": "0", "data": {"reply": "small", "image": base64.b64encode(frame).decode()}})
+    small = orjson.dumps(
+        {
+            "type": "inference_request",
+            "request_id": "0",
+            "data": {"reply": "small", "x": list(range(20)), "stream": "cam-1"},
+        }
+    )
+    b64 = orjson.dumps(
+        {
+            "type": "inference_request",
+            "request_id": "0",
+            "data": {"reply": "small", "image": base64.b64encode(frame).decode()},
+        }
+    )
     binary = join_envelope({"type": "inference_request", "request_id": "0", "data": {"reply": "small"}}, frame)
-    return {"small JSON (%d B)" % len(small): ("json", small), "50 KB base64 JSON": ("json", b64), "50 KB binary": ("bin", binary)}
+    return {
+        f"small JSON ({len(small)} B)": ("json", small),
+        "50 KB base64 JSON": ("json", b64),
+        "50 KB binary": ("bin", binary),
+    }
 
 
 def with_model(kind: str, frame: bytes | str) -> bytes:
@@ -133,7 +149,13 @@ def main() -> None:
     config = {
         "hub": {"log_dir": str(tmp), "client_rate_limit": 1e9, "client_max_in_flight": 100000},
         "model_backends": {
-            "echo": {"host": "127.0.0.1", "port": backend_port, "enabled": True, "reconnect_interval": 0.2, "request_timeout": 30}
+            "echo": {
+                "host": "127.0.0.1",
+                "port": backend_port,
+                "enabled": True,
+                "reconnect_interval": 0.2,
+                "request_timeout": 30,
+            }
         },
     }
     (tmp / "models.yaml").write_text(yaml.safe_dump(config))
@@ -142,7 +164,18 @@ def main() -> None:
         [str(HUB_PYTHON), "main.py", "--port", str(backend_port), "--log-level", "WARNING"], cwd=ECHO_BACKEND, env=env
     )
     hub = subprocess.Popen(
-        [str(HUB_PYTHON), "-m", "main_backend", "serve", "--config", str(tmp / "models.yaml"), "--port", str(hub_port), "--log-level", "WARNING"],
+        [
+            str(HUB_PYTHON),
+            "-m",
+            "main_backend",
+            "serve",
+            "--config",
+            str(tmp / "models.yaml"),
+            "--port",
+            str(hub_port),
+            "--log-level",
+            "WARNING",
+        ],
         cwd=REPO,
         env=env,
     )

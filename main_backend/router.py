@@ -410,7 +410,7 @@ class Router:
             runtime.latency.add(elapsed)
             if self.result_listeners:
                 self._notify_result(runtime.name, obj)
-        else:
+        elif outcome not in _NOT_ERRORS:
             runtime.errors += 1
         self._observer.request_finished(runtime, outcome, elapsed)
         self._deliver(pending, obj)
@@ -473,6 +473,10 @@ def _backend_frame(obj: dict[str, Any], payload: memoryview | None, hub_id: str)
     if payload is None:
         return orjson.dumps(out)
     return protocol.join_envelope(out, payload)
+
+
+#: Outcomes that end a request without the backend having failed it.
+_NOT_ERRORS = frozenset({"superseded", "cancelled", "client_gone"})
 
 
 def _str_or_none(value: Any) -> str | None:

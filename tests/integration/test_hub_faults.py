@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import RunningProcess, backend_states, get_json, hub_process, wait_backends_ready
 from tests.conftest import two_echo_config
+from tests.support.processes import RunningProcess, backend_states, get_json, hub_process, wait_backends_ready
 from tests.support.wsclient import open_ws, recv_json, recv_until_final, send_binary, send_json
 
 

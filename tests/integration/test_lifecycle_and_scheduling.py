@@ -96,7 +96,9 @@ async def test_a_full_queue_answers_overloaded(tmp_path: Path) -> None:
         async with await open_ws(hub.ws) as ws:
             await _ask(ws, "warm", "echo")  # model loaded: one request in flight, three queued, two refused
             for i in range(6):
-                await send_json(ws, {"type": "inference_request", "request_id": f"q{i}", "model": "echo", "data": {"sleep": 0.3}})
+                await send_json(
+                    ws, {"type": "inference_request", "request_id": f"q{i}", "model": "echo", "data": {"sleep": 0.3}}
+                )
             answers = [await recv_json(ws, timeout=20) for _ in range(6)]
     codes = [a.get("code") for a in answers if a["type"] == "error"]
     assert codes == ["overloaded", "overloaded"]
@@ -109,9 +111,20 @@ async def test_interactive_requests_overtake_queued_batch_work(tmp_path: Path) -
     with hub_process(config, tmp_path, wait_ready=["echo"]) as hub:
         async with await open_ws(hub.ws) as ws:
             for i in range(8):
-                await send_json(ws, {"type": "inference_request", "request_id": f"b{i}", "model": "echo", "priority": 10, "data": {"sleep": 0.1}})
+                await send_json(
+                    ws,
+                    {
+                        "type": "inference_request",
+                        "request_id": f"b{i}",
+                        "model": "echo",
+                        "priority": 10,
+                        "data": {"sleep": 0.1},
+                    },
+                )
             await asyncio.sleep(0.05)
-            await send_json(ws, {"type": "inference_request", "request_id": "urgent", "model": "echo", "priority": 1, "data": {}})
+            await send_json(
+                ws, {"type": "inference_request", "request_id": "urgent", "model": "echo", "priority": 1, "data": {}}
+            )
             order = [(await recv_json(ws, timeout=20))["request_id"] for _ in range(9)]
     assert order.index("urgent") <= 2, order
 
@@ -137,7 +150,16 @@ async def test_a_stream_five_times_faster_than_the_backend_keeps_one_waiting_fra
             for i in range(50):  # 50 frames at 5x the service rate
                 rid = f"f{i}"
                 sent_at[rid] = time.monotonic()
-                await send_json(ws, {"type": "inference_request", "request_id": rid, "model": "echo", "stream_id": "cam", "data": {"sleep": service_s}})
+                await send_json(
+                    ws,
+                    {
+                        "type": "inference_request",
+                        "request_id": rid,
+                        "model": "echo",
+                        "stream_id": "cam",
+                        "data": {"sleep": service_s},
+                    },
+                )
                 if i % 10 == 5:
                     queued_seen.append(_backend(hub.http, "echo")["queued"])
                 await asyncio.sleep(service_s / 5)

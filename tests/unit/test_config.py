@@ -14,7 +14,9 @@ def test_the_shipped_config_is_valid_and_lists_the_four_backends() -> None:
 
 
 def test_an_original_format_entry_is_not_managed() -> None:
-    config = parse_config({"model_backends": {"fatigue": {"host": "127.0.0.1", "port": 8766, "enabled": True, "request_timeout": 5}}})
+    config = parse_config(
+        {"model_backends": {"fatigue": {"host": "127.0.0.1", "port": 8766, "enabled": True, "request_timeout": 5}}}
+    )
     backend = config.model_backends["fatigue"]
     assert (backend.is_managed, backend.request_timeout, backend.name) == (False, 5, "fatigue")
 

@@ -13,7 +13,15 @@ from main_backend.state import BackendState, Event, StateMachine
 def test_a_backend_goes_starting_ready_degraded_down_and_back() -> None:
     changes: list[tuple[str, str]] = []
     sm = StateMachine("m", on_change=lambda old, new, ev: changes.append((old.value, new.value)))
-    for event in (Event.SPAWN, Event.CONNECTED, Event.PING_FAILED, Event.PING_OK, Event.DISCONNECTED, Event.SPAWN, Event.CONNECTED):
+    for event in (
+        Event.SPAWN,
+        Event.CONNECTED,
+        Event.PING_FAILED,
+        Event.PING_OK,
+        Event.DISCONNECTED,
+        Event.SPAWN,
+        Event.CONNECTED,
+    ):
         assert sm.fire(event)
     assert sm.state is BackendState.READY
     assert changes[:4] == [("stopped", "starting"), ("starting", "ready"), ("ready", "degraded"), ("degraded", "ready")]
