@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import sys
 import time
 from typing import Any
 
@@ -60,4 +59,8 @@ class EchoBackend(BaseModelBackend):
 
 
 if __name__ == "__main__":
+    # Crash-loop tests: exit at start while the file named by ECHO_CRASH_AT_START exists.
+    crash_flag = os.environ.get("ECHO_CRASH_AT_START")
+    if crash_flag and os.path.exists(crash_flag):
+        sys.exit(f"echo: {crash_flag} exists; crashing at start as asked")
     run_backend(EchoBackend)
