@@ -45,17 +45,20 @@ class StreamMonitor:
         self, stream_id: str, window: EEGWindow, analysis: WindowAnalysis, staging_channel: str | None = None
     ) -> dict[str, Any]:
         """Add a window to its stream; returns the stream's trend and staging for the response."""
+        if staging_channel is not None and staging_channel not in window.ch_names:
+            raise BadRequestError(f"data.staging_channel {staging_channel!r} is not one of data.ch_names")
         state = self.registry.get(stream_id)
-        state.signal_seconds += window.duration_s
         means = analysis.mean_indices()
-        trend = state.trend.update(state.signal_seconds, None if means is None else means[TREND_INDEX])
-        return {
-            "stream_id": stream_id,
-            "signal_seconds": round(state.signal_seconds, 3),
-            "trend_index": TREND_INDEX,
-            "trend": trend.to_dict(),
-            "staging": self._staging(state, window, analysis, staging_channel),
-        }
+        with state.lock:  # windows of one stream are applied one at a time, whatever the concurrency
+            state.signal_seconds += window.duration_s
+            trend = state.trend.update(state.signal_seconds, None if means is None else means[TREND_INDEX])
+            return {
+                "stream_id": stream_id,
+                "signal_seconds": round(state.signal_seconds, 3),
+                "trend_index": TREND_INDEX,
+                "trend": trend.to_dict(),
+                "staging": self._staging(state, window, analysis, staging_channel),
+            }
 
     def _staging(
         self, state: StreamState, window: EEGWindow, analysis: WindowAnalysis, requested: str | None
@@ -89,8 +92,6 @@ class StreamMonitor:
         self, state: StreamState, window: EEGWindow, analysis: WindowAnalysis, requested: str | None
     ) -> SignalRing:
         """The stream's buffer; a new one when the channel or the sampling rate changes."""
-        if requested is not None and requested not in window.ch_names:
-            raise BadRequestError(f"data.staging_channel {requested!r} is not one of data.ch_names")
         channel = requested or state.staging_channel
         if channel is None or channel not in window.ch_names:
             channel = pick_staging_channel(window.ch_names, analysis.good_channels)

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class StreamState:
-    """What the backend remembers about one stream between its windows."""
+    """What the backend remembers about one stream between its windows; hold ``lock`` to change it."""
 
     stream_id: str
     trend: DrowsinessTrend
@@ -29,6 +29,7 @@ class StreamState:
     sfreq: float | None = None
     samples_since_staging: int = 0
     last_staging: StagingResult | None = field(default=None, repr=False)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 class StreamRegistry:
