@@ -171,3 +171,24 @@ async def test_a_stream_five_times_faster_than_the_backend_keeps_one_waiting_fra
     assert max(queued_seen) <= 1
     assert len(superseded) > 25
     assert max(ages) < 4 * service_s + 0.3, ages  # the age stays bounded, it does not grow
+
+
+async def test_a_backend_that_declares_a_batch_size_gets_batches(tmp_path: Path) -> None:
+    config = {"model_backends": {"echo": echo_backend_config(env={"ECHO_MAX_BATCH": "4"}, max_in_flight=1)}}
+    with hub_process(config, tmp_path, wait_ready=["echo"]) as hub:
+        async with await open_ws(hub.ws) as ws:
+            await _ask(ws, "warm", "echo")
+            for i in range(9):
+                await send_json(
+                    ws,
+                    {
+                        "type": "inference_request",
+                        "request_id": f"b{i}",
+                        "model": "echo",
+                        "data": {"sleep": 0.2, "i": i},
+                    },
+                )
+            answers = [await recv_json(ws, timeout=20) for _ in range(9)]
+    assert all(a["type"] == "inference_response" for a in answers)
+    assert sorted(a["data"]["echo"]["i"] for a in answers) == list(range(9))
+    assert max(a["data"].get("batch", 1) for a in answers) == 4  # the hub widened its window to the batch size

@@ -18,6 +18,7 @@ class EchoBackend(BaseModelBackend):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.max_batch_size = int(os.environ.get("ECHO_MAX_BATCH", "1"))
         self.loads = 0
         self.payload: bytearray | None = None
 
@@ -25,6 +26,14 @@ class EchoBackend(BaseModelBackend):
         time.sleep(float(os.environ.get("ECHO_LOAD_SECONDS", "0")))
         self.payload = bytearray(int(os.environ.get("ECHO_MODEL_MB", "0")) * 1024 * 1024)
         self.loads += 1
+
+    def process_batch(self, items: list[dict[str, Any]]) -> list[dict[str, Any] | BaseException]:
+        """One sleep for the whole batch (as a real batched model call), each answer says its batch size."""
+        time.sleep(max((float(d.get("sleep", 0)) for d in items), default=0.0))
+        return [
+            {"echo": {k: v for k, v in d.items() if k != "sleep"}, "batch": len(items), "loads": self.loads}
+            for d in items
+        ]
 
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
         if "sleep" in data:
