@@ -2,15 +2,18 @@
 
 Usage (from the repository root, with the hub's venv)::
 
-    .venv/bin/python bench/bundles.py [--backends eeg emotion fatigue vlm] [--compression zstd]
+    .venv/bin/python -m bench.bundles [--backends eeg emotion fatigue vlm] [--compression zstd]
                                       [--keep DIR] [--json FILE]
+    .venv/bin/python -m bench.bundles --archive-only emotion.bundle
 
 Runs the real commands as a user would: ``python -m main_backend pack NAME -o FILE`` (which
 resolves the wheels with ``pip download`` against the configured index, so pack time is mostly
 network and pip), then ``unpack FILE --dir D --config F`` into a fresh folder with
 ``PIP_NO_INDEX=1`` (verify every checksum, create the venv, install the wheels with no index).
 Sizes are the bundle file, the wheels and model files inside it (from the manifest), and the
-unpacked folder with its venv. A backend without ``model_backends/<name>_backend/.venv`` is
+unpacked folder with its venv. ``--archive-only FILE`` instead re-writes the files of an existing
+bundle in each compression and times the archive step alone (write, then read + verify), which
+is what the compression choice changes. A backend without ``model_backends/<name>_backend/.venv`` is
 skipped (``python -m main_backend setup NAME`` builds it).
 """
 
@@ -87,13 +90,39 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def archive_only(bundle: Path) -> str:
+    """Time writing and reading+verifying the same files in each compression."""
+    from main_backend.packing.archive import Entry, extract_bundle, write_bundle
+
+    lines = ["| compression | write s | read + sha256 s | size MiB |", "|---|---|---|---|"]
+    with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp:
+        files = Path(tmp) / "files"
+        extract_bundle(bundle, files)
+        entries = [Entry(p.relative_to(files).as_posix(), source=p) for p in sorted(files.rglob("*")) if p.is_file()]
+        for compression in ("zstd", "gzip", "none"):
+            out = Path(tmp) / f"b.{compression}"
+            started = time.monotonic()
+            write_bundle(out, entries, compression)
+            write_s = time.monotonic() - started
+            started = time.monotonic()
+            extract_bundle(out, Path(tmp) / f"x-{compression}")
+            read_s = time.monotonic() - started
+            lines.append(f"| {compression} | {write_s:.2f} | {read_s:.2f} | {out.stat().st_size / MIB:.1f} |")
+            shutil.rmtree(Path(tmp) / f"x-{compression}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="*", default=["eeg", "emotion", "fatigue", "vlm"])
     parser.add_argument("--compression", nargs="*", default=["zstd"], choices=["zstd", "gzip", "none"])
     parser.add_argument("--keep", type=Path, default=None, help="keep bundles and unpacked folders here")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    parser.add_argument("--archive-only", type=Path, default=None, help="time only the archive step of a bundle")
     args = parser.parse_args()
+    if args.archive_only:
+        print(archive_only(args.archive_only))
+        return 0
     rows = []
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-bundles-"))
     try:

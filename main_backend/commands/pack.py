@@ -21,7 +21,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     pack.add_argument("name", help="the backend (its key under model_backends)")
     pack.add_argument("-o", "--output", required=True, type=Path, help="the bundle file to write")
     pack.add_argument("--compression", choices=COMPRESSIONS, default="zstd")
-    pack.add_argument("--platform", default=None, help="pip platform tag of the target, e.g. manylinux2014_aarch64")
+    pack.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        help="pip platform tag of the target, e.g. manylinux_2_28_aarch64; repeat to accept older tags too",
+    )
     pack.add_argument("--python-version", default=None, help="target Python, e.g. 3.11 (default: the backend's)")
     pack.add_argument("--model-path", default=None, help="model file, folder or HF id (default: the config's)")
     pack.add_argument("--dockerfile", action="store_true", help="also write a Dockerfile next to the bundle")
@@ -37,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     options = PackOptions(
         output=args.output.resolve(),
         compression=args.compression,
-        platform=args.platform,
+        platforms=tuple(args.platform),
         python_version=args.python_version,
         dockerfile=args.dockerfile,
         model_path=args.model_path,

@@ -48,7 +48,7 @@ _LOCAL_KEYS = frozenset({"name", "managed", "path", "venv", "model_path", "port"
 class PackOptions:
     output: Path
     compression: str = "zstd"
-    platform: str | None = None
+    platforms: tuple[str, ...] = ()
     python_version: str | None = None
     dockerfile: bool = False
     model_path: str | None = None
@@ -97,7 +97,7 @@ def pack_backend(backend: BackendConfig, options: PackOptions) -> PackResult:
 def _target(pip: list[str], options: PackOptions) -> Target:
     python, platform = describe_interpreter(pip)
     wanted_python = options.python_version or python
-    wanted_platform = options.platform or platform
+    wanted_platform = ",".join(options.platforms) or platform
     cross = wanted_python != python or wanted_platform != platform
     return Target(wanted_python, wanted_platform, cross)
 

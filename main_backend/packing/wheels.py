@@ -31,9 +31,11 @@ class Target:
     cross: bool = False
 
     def pip_options(self) -> list[str]:
+        """pip's target flags; ``platform`` may list several tags, comma-separated (pip accepts each)."""
         if not self.cross:
             return []
-        return ["--only-binary=:all:", "--platform", self.platform, "--python-version", self.python]
+        platforms = [flag for tag in self.platform.split(",") for flag in ("--platform", tag.strip())]
+        return ["--only-binary=:all:", *platforms, "--python-version", self.python]
 
 
 @dataclass

@@ -100,8 +100,10 @@ def test_pins_lock_every_wheel_exactly() -> None:
 
 def test_a_different_target_downloads_binary_wheels_only() -> None:
     assert Target("3.11", "linux-x86_64").pip_options() == []
-    assert Target("3.12", "manylinux2014_aarch64", cross=True).pip_options() == [
+    assert Target("3.12", "manylinux_2_28_aarch64,manylinux2014_aarch64", cross=True).pip_options() == [
         "--only-binary=:all:",
+        "--platform",
+        "manylinux_2_28_aarch64",
         "--platform",
         "manylinux2014_aarch64",
         "--python-version",
