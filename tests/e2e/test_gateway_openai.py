@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -43,8 +43,21 @@ def chat_backend_config(**overrides: Any) -> dict[str, Any]:
     return echo_backend_config(path=str(CHAT_BACKEND), chat=True, env=env, **overrides)
 
 
-def client(hub: RunningProcess, api_key: str = API_KEY, **kwargs: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{hub.http}/v1", api_key=api_key, max_retries=0, **kwargs)
+Connect = Callable[..., openai.OpenAI]
+
+
+@pytest.fixture
+def connect() -> Iterator[Connect]:
+    """``connect(hub, api_key=..., **options)``: an openai client for a hub, closed after the test."""
+    made: list[openai.OpenAI] = []
+
+    def make(hub: RunningProcess, api_key: str = API_KEY, **kwargs: Any) -> openai.OpenAI:
+        made.append(openai.OpenAI(base_url=f"{hub.http}/v1", api_key=api_key, max_retries=0, **kwargs))
+        return made[-1]
+
+    yield make
+    for made_client in made:
+        made_client.close()
 
 
 def user(text: str) -> list[dict[str, Any]]:
@@ -102,6 +115,7 @@ def post_raw(url: str, body: bytes, key: str = API_KEY) -> tuple[int, dict[str, 
 def gateway_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
     """A hub with an API key, a chat backend, a non-chat echo backend and an unreachable provider."""
     config = {
+        "hub": {"max_message_bytes": 64 * 1024},  # bodies over 256 KiB are refused
         "model_backends": {"chat": chat_backend_config(max_in_flight=1), "echo": echo_backend_config()},
         "external_providers": {"nowhere": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "x"}},
     }
@@ -110,30 +124,30 @@ def gateway_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPro
 
 
 # ---------------------------------------------------------------------- models, auth, errors
-def test_models_lists_chat_backends_and_external_providers_only(gateway_hub: RunningProcess) -> None:
-    models = client(gateway_hub).models.list()
+def test_models_lists_chat_backends_and_external_providers_only(connect: Connect, gateway_hub: RunningProcess) -> None:
+    models = connect(gateway_hub).models.list()
     assert [(m.id, m.owned_by) for m in models.data] == [("chat", "hub"), ("nowhere", "external")]
     assert models.object == "list"
 
 
-def test_requests_without_the_api_key_are_refused_with_401(gateway_hub: RunningProcess) -> None:
+def test_requests_without_the_api_key_are_refused_with_401(connect: Connect, gateway_hub: RunningProcess) -> None:
     with pytest.raises(openai.AuthenticationError) as caught:
-        client(gateway_hub, api_key="wrong").chat.completions.create(model="chat", messages=user("hi"))
+        connect(gateway_hub, api_key="wrong").chat.completions.create(model="chat", messages=user("hi"))
     assert caught.value.status_code == 401
     with pytest.raises(openai.AuthenticationError):
-        client(gateway_hub, api_key="wrong").models.list()
+        connect(gateway_hub, api_key="wrong").models.list()
 
 
-def test_unknown_model_is_404_model_not_found(gateway_hub: RunningProcess) -> None:
+def test_unknown_model_is_404_model_not_found(connect: Connect, gateway_hub: RunningProcess) -> None:
     for name in ("no-such-model", "echo"):  # echo exists but is not a chat backend
         with pytest.raises(openai.NotFoundError) as caught:
-            client(gateway_hub).chat.completions.create(model=name, messages=user("hi"))
+            connect(gateway_hub).chat.completions.create(model=name, messages=user("hi"))
         assert caught.value.code == "model_not_found"
         assert caught.value.body["param"] == "model"  # type: ignore[index]
 
 
-def test_malformed_bodies_are_400_invalid_request_error(gateway_hub: RunningProcess) -> None:
-    gw = client(gateway_hub)
+def test_malformed_bodies_are_400_invalid_request_error(connect: Connect, gateway_hub: RunningProcess) -> None:
+    gw = connect(gateway_hub)
     with pytest.raises(openai.BadRequestError) as caught:
         gw.chat.completions.create(model="chat", messages="not a list")  # type: ignore[arg-type]
     assert caught.value.body["type"] == "invalid_request_error"  # type: ignore[index]
@@ -155,24 +169,31 @@ def test_malformed_bodies_are_400_invalid_request_error(gateway_hub: RunningProc
     assert (status, body["error"]["param"]) == (400, "priority")
 
 
-def test_backend_errors_keep_their_status_and_code(gateway_hub: RunningProcess) -> None:
+def test_a_body_over_the_size_limit_is_413(connect: Connect, gateway_hub: RunningProcess) -> None:
+    huge = [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 300_000}}]
+    with pytest.raises(openai.APIStatusError) as caught:
+        connect(gateway_hub).chat.completions.create(model="chat", messages=[{"role": "user", "content": huge}])
+    assert (caught.value.status_code, caught.value.code) == (413, "too_large")
+
+
+def test_backend_errors_keep_their_status_and_code(connect: Connect, gateway_hub: RunningProcess) -> None:
     remote_image = [{"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]
     with pytest.raises(openai.BadRequestError) as caught:
-        client(gateway_hub).chat.completions.create(model="chat", messages=[{"role": "user", "content": remote_image}])
+        connect(gateway_hub).chat.completions.create(model="chat", messages=[{"role": "user", "content": remote_image}])
     assert caught.value.code == "bad_request"
     assert "data URL" in caught.value.message
 
 
-def test_unreachable_external_provider_is_502(gateway_hub: RunningProcess) -> None:
+def test_unreachable_external_provider_is_502(connect: Connect, gateway_hub: RunningProcess) -> None:
     with pytest.raises(openai.InternalServerError) as caught:
-        client(gateway_hub).chat.completions.create(model="nowhere", messages=user("hi"))
+        connect(gateway_hub).chat.completions.create(model="nowhere", messages=user("hi"))
     assert caught.value.status_code == 502
     assert caught.value.code == "external_provider_unavailable"
 
 
 # ---------------------------------------------------------------------- local completions
-def test_completion_is_the_backends_answer(gateway_hub: RunningProcess) -> None:
-    answer = client(gateway_hub).chat.completions.create(
+def test_completion_is_the_backends_answer(connect: Connect, gateway_hub: RunningProcess) -> None:
+    answer = connect(gateway_hub).chat.completions.create(
         model="chat",
         messages=[{"role": "system", "content": "be brief"}, *user("the quick brown fox")],
     )
@@ -186,8 +207,8 @@ def test_completion_is_the_backends_answer(gateway_hub: RunningProcess) -> None:
     assert answer.system_fingerprint == f"chat-backend-{backend(gateway_hub, 'chat')['pid']}"
 
 
-def test_max_tokens_and_stop_sequences_end_the_answer(gateway_hub: RunningProcess) -> None:
-    gw = client(gateway_hub)
+def test_max_tokens_and_stop_sequences_end_the_answer(connect: Connect, gateway_hub: RunningProcess) -> None:
+    gw = connect(gateway_hub)
     short = gw.chat.completions.create(model="chat", messages=user("one two three four five"), max_tokens=2)
     assert (short.choices[0].message.content, short.choices[0].finish_reason) == ("one two", "length")
     stopped = gw.chat.completions.create(model="chat", messages=user("alpha beta gamma delta"), stop=["gamma", "zeta"])
@@ -199,19 +220,19 @@ def test_max_tokens_and_stop_sequences_end_the_answer(gateway_hub: RunningProces
     assert text == "alpha bet"
 
 
-def test_image_parts_reach_the_backend_as_data_urls(gateway_hub: RunningProcess) -> None:
+def test_image_parts_reach_the_backend_as_data_urls(connect: Connect, gateway_hub: RunningProcess) -> None:
     content = [
         {"type": "image_url", "image_url": {"url": png_data_url(32, 24)}},
         {"type": "text", "text": "what is this"},
     ]
-    answer = client(gateway_hub).chat.completions.create(model="chat", messages=[{"role": "user", "content": content}])
+    answer = connect(gateway_hub).chat.completions.create(model="chat", messages=[{"role": "user", "content": content}])
     assert answer.choices[0].message.content == "<image:png32x24> what is this"
 
 
-def test_streaming_sends_chunks_while_the_answer_is_generated(gateway_hub: RunningProcess) -> None:
+def test_streaming_sends_chunks_while_the_answer_is_generated(connect: Connect, gateway_hub: RunningProcess) -> None:
     words = [f"w{i}" for i in range(20)]
     started = time.perf_counter()
-    stream = client(gateway_hub).chat.completions.create(
+    stream = connect(gateway_hub).chat.completions.create(
         model="chat", messages=user(" ".join(words)), stream=True, stream_options={"include_usage": True}
     )
     chunks, arrived = [], []
@@ -232,9 +253,9 @@ def test_streaming_sends_chunks_while_the_answer_is_generated(gateway_hub: Runni
     assert chunks[-1].usage.completion_tokens == 20
 
 
-def test_interactive_priority_jumps_the_batch_queue(gateway_hub: RunningProcess) -> None:
+def test_interactive_priority_jumps_the_batch_queue(connect: Connect, gateway_hub: RunningProcess) -> None:
     """The chat backend takes one request at a time (max_in_flight 1): priority=1 goes first."""
-    gw = client(gateway_hub)
+    gw = connect(gateway_hub)
     finished: list[str] = []
 
     def ask(name: str, words: int, priority: int | None) -> None:
@@ -259,8 +280,8 @@ def _time_short_request(gw: openai.OpenAI) -> float:
     return time.perf_counter() - started
 
 
-def test_closing_a_stream_cancels_the_generation(gateway_hub: RunningProcess) -> None:
-    gw = client(gateway_hub)
+def test_closing_a_stream_cancels_the_generation(connect: Connect, gateway_hub: RunningProcess) -> None:
+    gw = connect(gateway_hub)
     stream = gw.chat.completions.create(model="chat", messages=user("long " * 200), stream=True)  # ~10 s
     first = next(c for c in stream if c.choices and c.choices[0].delta.content)
     assert first.choices[0].delta.content == "long"
@@ -270,11 +291,11 @@ def test_closing_a_stream_cancels_the_generation(gateway_hub: RunningProcess) ->
     assert backend(gateway_hub, "chat")["in_flight"] == 0
 
 
-def test_a_client_that_gives_up_cancels_its_completion(gateway_hub: RunningProcess) -> None:
-    impatient = client(gateway_hub, timeout=0.5)
+def test_a_client_that_gives_up_cancels_its_completion(connect: Connect, gateway_hub: RunningProcess) -> None:
+    impatient = connect(gateway_hub, timeout=0.5)
     with pytest.raises(openai.APITimeoutError):
         impatient.chat.completions.create(model="chat", messages=user("slow " * 200))
-    assert _time_short_request(client(gateway_hub)) < 2.5
+    assert _time_short_request(connect(gateway_hub)) < 2.5
 
 
 # ---------------------------------------------------------------------- external provider and switching
@@ -305,10 +326,11 @@ def two_hubs(tmp_path: Path) -> Iterator[tuple[RunningProcess, RunningProcess]]:
 
 
 def test_external_provider_replaces_the_local_model_and_switching_back_reloads_it(
+    connect: Connect,
     two_hubs: tuple[RunningProcess, RunningProcess],
 ) -> None:
     hub_a, hub_b = two_hubs
-    gw = client(hub_a)
+    gw = connect(hub_a)
     local = gw.chat.completions.create(model="vlm", messages=user("local answer"))
     vlm = backend(hub_a, "vlm")
     assert vlm["model_loaded"] is True
@@ -385,8 +407,8 @@ def tiny_vlm_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPr
 
 
 @pytest.mark.slow
-def test_the_real_vlm_backend_answers_through_the_gateway(tiny_vlm_hub: RunningProcess) -> None:
-    gw = openai.OpenAI(base_url=f"{tiny_vlm_hub.http}/v1", api_key="unused", max_retries=0, timeout=120)
+def test_the_real_vlm_backend_answers_through_the_gateway(connect: Connect, tiny_vlm_hub: RunningProcess) -> None:
+    gw = connect(tiny_vlm_hub, api_key="unused", timeout=120)
     content = [
         {"type": "image_url", "image_url": {"url": png_data_url(32, 32)}},
         {"type": "text", "text": "Describe the image."},

@@ -25,6 +25,7 @@ from main_backend.gateway.openai_errors import GatewayError, invalid_request
 from main_backend.gateway.sse import ClientGoneError, client_gone, open_event_stream, send_done, send_event
 from main_backend.gateway.switching import ProviderSwitch
 from main_backend.router import Router
+from model_backends.base.errors import ErrorCode
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class ChatServing:
     async def _local(
         self, request: web.Request, chat: ChatCompletionRequest, target: LocalTarget, priority: int
     ) -> web.StreamResponse:
+        if not self._router.accepting:
+            raise GatewayError.from_hub(ErrorCode.SHUTTING_DOWN, "the hub is shutting down")
         call = BackendCall(self._router, target.runtime, completion_id())
         try:
             await call.submit(backend_data(chat), priority, stream=chat.stream)
