@@ -7,7 +7,7 @@ STAMP := $(VENV)/.hub-deps.stamp
 HOST ?= 127.0.0.1
 PORT ?= 8765
 BACKENDS := fatigue emotion eeg vlm
-PYTEST_PINS := pytest==9.0.3 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 hypothesis==6.170.15
+PYTEST_PINS := pytest==9.0.3 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 hypothesis==6.170.15 PyYAML==6.0.3
 
 .PHONY: run test setup backends browser lint bench clean test-backend-units
 

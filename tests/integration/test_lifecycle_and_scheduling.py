@@ -97,7 +97,7 @@ async def test_a_full_queue_answers_overloaded(tmp_path: Path) -> None:
             await _ask(ws, "warm", "echo")  # model loaded: one request in flight, three queued, two refused
             for i in range(6):
                 await send_json(
-                    ws, {"type": "inference_request", "request_id": f"q{i}", "model": "echo", "data": {"sleep": 0.3}}
+                    ws, {"type": "inference_request", "request_id": f"q{i}", "model": "echo", "data": {"sleep": 1.5}}
                 )
             answers = [await recv_json(ws, timeout=20) for _ in range(6)]
     codes = [a.get("code") for a in answers if a["type"] == "error"]

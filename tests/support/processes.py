@@ -105,10 +105,37 @@ def backend_process(
     proc = _spawn([str(py), "main.py", "--host", "127.0.0.1", "--port", str(port), *args], folder, log, env)
     running = RunningProcess(proc, port, log)
     try:
-        wait_for_port(port, timeout, proc)
+        token = (env or {}).get("HUB_BACKEND_TOKEN")
+        wait_for_pong(running.url, timeout, proc, headers={"Authorization": f"Bearer {token}"} if token else None)
         yield running
     finally:
         running.stop()
+
+
+def wait_for_pong(
+    url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None, headers: dict[str, str] | None = None
+) -> None:
+    """Wait until a backend answers a real WebSocket health_check.
+
+    A bare TCP probe would make the backend log a failed handshake; this is what the hub does.
+    """
+    import json
+
+    from websockets.sync.client import connect
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"backend exited with {proc.returncode} before answering at {url}")
+        try:
+            with connect(url, open_timeout=2, additional_headers=headers) as ws:
+                ws.send(json.dumps({"type": "health_check"}))
+                ws.recv(timeout=5)
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def write_config(path: Path, config: Mapping[str, Any]) -> Path:
