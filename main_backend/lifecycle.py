@@ -122,8 +122,12 @@ class ModelLifecycle:
             return await self._hub.model_control(rt.name, "unload", reason=reason)
 
     async def admin(self, name: str, action: str) -> dict[str, Any]:
+        return await self.control(name, action, reason="admin")
+
+    async def control(self, name: str, action: str, reason: str = "requested") -> dict[str, Any]:
+        """Load (making room first) or unload a backend's model under its one lock."""
         rt = self._hub.runtime(name)
-        return await (self.load(rt, "admin") if action == "load" else self.unload(rt, "admin"))
+        return await (self.load(rt, reason) if action == "load" else self.unload(rt, reason))
 
     async def _make_room(self, rt: BackendRuntime) -> None:
         need = self.need_mb(rt)

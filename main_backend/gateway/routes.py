@@ -45,7 +45,9 @@ class GatewayRoutes:
         self._chat = ChatServing(
             hub.router,
             self._catalog,
-            ProviderSwitch(hub.model_control, lambda name: name in hub.runtimes and hub.runtimes[name].model_loaded),
+            ProviderSwitch(
+                hub.lifecycle.control, lambda name: name in hub.runtimes and hub.runtimes[name].model_loaded
+            ),
             self._proxy,
         )
 
