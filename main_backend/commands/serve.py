@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+from pathlib import Path
 
-from main_backend.config import load_config
+from main_backend.config import DEFAULT_CONFIG, load_config
+
+logger = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -13,12 +17,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--supervise", action="store_true", help="also start and supervise the configured backends")
+    serve.add_argument(
+        "--bundle", action="append", default=[], metavar="FILE", help="verify, unpack and serve an offline bundle too"
+    )
     serve.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from main_backend.app import serve
 
+    for bundle in args.bundle:
+        _unpack_for_serving(Path(bundle), args.config)
     config = load_config(args.config)
     host = args.host or config.hub.host
     port = config.hub.port if args.port is None else args.port
@@ -29,3 +38,15 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         asyncio.run(serve(config, host, port, args.supervise))
     return 0
+
+
+def _unpack_for_serving(bundle: Path, config: str | None) -> None:
+    """``serve --bundle F``: verify and install the bundle under bundles/NAME and register it (once)."""
+    from main_backend.packing.installer import UnpackOptions, read_manifest, unpack_bundle
+
+    manifest, _head = read_manifest(bundle)
+    dest = Path("bundles") / manifest.backend.name
+    if dest.exists() and any(dest.iterdir()):
+        logger.info("bundle %s is already unpacked in %s", bundle, dest)
+        return
+    unpack_bundle(UnpackOptions(bundle=bundle, dest=dest, config_file=Path(config) if config else DEFAULT_CONFIG))
