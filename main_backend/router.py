@@ -100,7 +100,7 @@ class Router:
             session.send(orjson.dumps(self.hub_pong(obj.get("request_id"))))
         elif kind == "cancel":
             self._on_cancel(session, obj.get("request_id"))
-        elif kind in protocol.MESSAGE_TYPES:
+        elif isinstance(kind, str) and kind in protocol.MESSAGE_TYPES:  # a list or dict is unhashable
             self._reply_error(
                 session,
                 _str_or_none(obj.get("request_id")),
