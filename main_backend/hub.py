@@ -244,6 +244,8 @@ class Hub:
         rt.state.fire(Event.PING_FAILED)
         rt.last_error = f"{consecutive} health checks in a row got no answer"
         if consecutive >= rt.config.unhealthy_after and self.supervise and rt.config.is_managed:
+            rt.restarts += 1  # the kill below is "expected" by the supervisor, but this was a fault
+            self.metrics.backend_restarts.labels(name).inc()
             self._spawn(self.supervisor.restart(name, "not answering health checks", kill=True))
 
     def link_disconnected(self, name: str, reason: str) -> None:

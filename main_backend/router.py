@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -162,7 +163,7 @@ class Router:
         wait = session.bucket.take()
         if wait > 0:
             self._reply_error(
-                session, req.request_id, "rate limit exceeded", ErrorCode.RATE_LIMITED, retry_after=round(wait, 3)
+                session, req.request_id, "rate limit exceeded", ErrorCode.RATE_LIMITED, retry_after=_ceil_ms(wait)
             )
             return
         for name in targets:
@@ -501,3 +502,8 @@ def _guess_id(frame: str | bytes) -> str | None:
 def _header_from_model(obj: dict[str, Any]) -> protocol.RequestHeader:
     req = protocol.InferenceRequest.model_validate(obj)
     return protocol.RequestHeader(req.request_id, req.model, req.models, req.priority, req.stream_id, req.timeout)
+
+
+def _ceil_ms(seconds: float) -> float:
+    """Round a wait up to whole milliseconds: a hint of 0.0 would tell a client to retry too early."""
+    return math.ceil(seconds * 1000) / 1000

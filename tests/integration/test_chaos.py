@@ -116,7 +116,9 @@ async def _inject(hub: RunningProcess, backend: str, fault: str) -> None:
         assert status == 200, body
 
 
-async def _faults(hub: RunningProcess, deadline: float, rng: random.Random) -> dict[str, list[float]]:
+async def _faults(
+    hub: RunningProcess, deadline: float, rng: random.Random, injected: collections.Counter[tuple[str, str]]
+) -> dict[str, list[float]]:
     recoveries: dict[str, list[float]] = collections.defaultdict(list)
     async with await open_ws(hub.ws) as probe:
         n = 0
@@ -125,6 +127,7 @@ async def _faults(hub: RunningProcess, deadline: float, rng: random.Random) -> d
             n += 1
             since = time.monotonic()
             await _inject(hub, backend, fault)
+            injected[(backend, fault)] += 1
             recoveries[fault].append(await _recovery_seconds(probe, backend, since))
             await asyncio.sleep(rng.uniform(0.3, 1.5))
     return recoveries
@@ -143,7 +146,8 @@ async def test_under_load_faults_lose_no_answer_and_misroute_none(tmp_path: Path
         clients = [LoadClient(cid, await open_ws(hub.ws)) for cid in range(CLIENTS)]
         senders = [asyncio.create_task(c.send_until(deadline, random.Random(c.cid))) for c in clients]
         readers = [asyncio.create_task(c.read_until_answered(s)) for c, s in zip(clients, senders, strict=True)]
-        recoveries = await _faults(hub, deadline, rng)
+        injected: collections.Counter[tuple[str, str]] = collections.Counter()
+        recoveries = await _faults(hub, deadline, rng, injected)
         await asyncio.wait_for(asyncio.gather(*senders, *readers), timeout=60)
         for c in clients:
             await c.ws.close()
@@ -159,6 +163,9 @@ async def test_under_load_faults_lose_no_answer_and_misroute_none(tmp_path: Path
     for c in clients:
         assert set(c.finals) == set(c.sent), f"client {c.cid}: {len(set(c.sent) - set(c.finals))} unanswered"
         assert max(c.finals.values()) == 1, f"client {c.cid}: a request got two final answers"
+    for name in BACKENDS:  # a crash and a hang each count as a restart; an admin restart does not
+        faults_on = injected[(name, "sigkill")] + injected[(name, "sigstop_until_detected")]
+        assert restarts[name] >= faults_on, (name, restarts, injected)
     faults = sum(len(v) for v in recoveries.values())
     assert faults >= len(FAULTS) and codes["ok"] > sent // 2
     assert set(codes) <= {"ok", "backend_unavailable", "timeout"}, codes

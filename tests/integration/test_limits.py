@@ -91,7 +91,7 @@ async def test_a_client_over_its_rate_gets_rate_limited_with_retry_after(limited
         limited = [a for a in answers if a.get("code") == "rate_limited"]
         served = [a for a in answers if a["type"] == "inference_response"]
         assert limited and served and len(limited) + len(served) + _count(answers, "overloaded") == sent
-        assert all(0 < a["retry_after"] <= 1.0 for a in limited)
+        assert all(0 < a["retry_after"] <= 1.0 for a in limited), [a["retry_after"] for a in limited]
         await asyncio.sleep(max(a["retry_after"] for a in limited))
         await send_json(ws, _request("later"))
         [after] = await recv_until_final(ws, "later")
