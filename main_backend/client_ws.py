@@ -24,11 +24,12 @@ class ClientEndpoint:
     def __init__(self, hub: Hub, auth: AuthPolicy) -> None:
         self._hub = hub
         self._auth = auth
+        self._authenticating = 0  # connections waiting for their first-message auth count too
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         hub = self._hub
         limits = hub.config.hub
-        if len(hub.sessions) >= limits.max_connections:
+        if len(hub.sessions) + self._authenticating >= limits.max_connections:
             return web.json_response(
                 {"error": {"message": f"too many connections (max {limits.max_connections})", "code": "overloaded"}},
                 status=503,
@@ -39,9 +40,15 @@ class ClientEndpoint:
         peer = request.remote or ""
         session = ClientSession(ws, limits.client_send_queue, limits.client_rate_limit, peer)
         session.start()
-        if not header_ok and not await self._first_message_auth(ws, session):
-            await session.close()
-            return ws
+        if not header_ok:
+            self._authenticating += 1
+            try:
+                authenticated = await self._first_message_auth(ws, session)
+            finally:
+                self._authenticating -= 1
+            if not authenticated:
+                await session.close()
+                return ws
         hub.sessions.add(session)
         logger.info("client %d connected from %s", session.id, peer)
         try:

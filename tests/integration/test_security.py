@@ -224,3 +224,19 @@ def test_binding_to_all_interfaces_without_a_key_refuses_to_start(tmp_path: Path
     assert "HUB_API_KEY" in output and "require_api_key" in output
     assert "Traceback" not in output
     assert "listening" not in output
+
+
+async def test_connections_waiting_to_authenticate_count_against_max_connections(tmp_path: Path) -> None:
+    config = {"hub": {"max_connections": 3}, "model_backends": {"echo": echo_backend_config(keep_alive=-1)}}
+    with hub_process(config, tmp_path, env={"HUB_API_KEY": API_KEY}) as hub:
+        silent = [await open_ws(hub.ws) for _ in range(3)]  # never authenticate: held until the auth timeout
+        try:
+            with pytest.raises(InvalidStatus) as refused:
+                await open_ws(hub.ws, headers=CLIENT)
+            assert refused.value.response.status_code == 503
+        finally:
+            for ws in silent:
+                await ws.close()
+        async with await open_ws(hub.ws, headers=CLIENT) as ws:  # a slot is free again once they left
+            await send_json(ws, {"type": "health_check", "request_id": "h"})
+            assert (await recv_json(ws))["type"] == "pong"
