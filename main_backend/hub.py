@@ -234,7 +234,9 @@ class Hub:
         rt.pong = pong
         rt.model_loaded = pong.model_loaded
         # A batching backend needs a batch running and the next one filling.
-        rt.scheduler.max_in_flight = max(rt.config.max_in_flight, 2 * pong.max_batch_size * rt.config.max_concurrency)
+        if pong.max_batch_size > 1:
+            window = 2 * pong.max_batch_size * rt.config.max_concurrency
+            rt.scheduler.max_in_flight = max(rt.config.max_in_flight, window)
         if rt.pid is None or not (self.supervise and rt.config.is_managed):
             rt.pid = pong.pid
         rt.state.fire(Event.PING_OK)

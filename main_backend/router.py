@@ -95,6 +95,8 @@ class Router:
             self._reply_error(session, None, exc.message, exc.code)
             return
         kind = obj.get("type")
+        if not isinstance(kind, str):
+            kind = repr(kind)[:40]  # a list or an object as "type": unknown, and unhashable
         if kind == "inference_request":
             await self._on_request(session, obj, payload)
         elif kind == "health_check":

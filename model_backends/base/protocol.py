@@ -220,7 +220,7 @@ def binary_field_of(header: dict[str, Any]) -> str:
 def validate(obj: dict[str, Any]) -> AnyMessage:
     """Validate a parsed JSON object into its message model, or raise ``ProtocolError``."""
     kind = obj.get("type")
-    if kind not in MESSAGE_TYPES:
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         raise ProtocolError(f"unknown message type {kind!r}", code=ErrorCode.UNKNOWN_TYPE)
     try:
         return _ADAPTER.validate_python(obj)
