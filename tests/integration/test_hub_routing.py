@@ -92,3 +92,29 @@ async def test_base64_image_in_json_is_forwarded(shared_echo_hub: RunningProcess
         [answer] = await recv_until_final(ws, "b64")
     assert answer["data"]["echo"]["image"] == {"bytes": len(raw)}
     assert backend_states(shared_echo_hub) == {"echo": "ready", "echo2": "ready"}
+
+
+async def test_metrics_parse_as_prometheus_text_and_count_requests(shared_echo_hub: RunningProcess) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with await open_ws(shared_echo_hub.ws) as ws:
+        await send_json(ws, {"type": "inference_request", "request_id": "m1", "model": "echo", "data": {}})
+        await recv_until_final(ws, "m1")
+    with urllib.request.urlopen(f"{shared_echo_hub.http}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("hub_requests_total", (("model", "echo"), ("outcome", "ok")))] >= 1
+    assert samples[("hub_backend_up", (("model", "echo"),))] == 1
+    assert samples[("hub_backend_state", (("model", "echo2"), ("state", "ready")))] == 1
+    assert samples[("hub_request_latency_seconds_count", (("model", "echo"),))] >= 1
+
+
+def test_healthz_and_readyz_answer(shared_echo_hub: RunningProcess) -> None:
+    assert get_json(f"{shared_echo_hub.http}/healthz")["status"] == "ok"
+    assert get_json(f"{shared_echo_hub.http}/readyz") == {"ready": True, "problems": []}
