@@ -41,3 +41,7 @@ def run_backend(backend_cls: type[BaseModelBackend], argv: Sequence[str] | None 
         backend.start()
     except KeyboardInterrupt:
         backend.stop()
+    # cleanup() has run. A worker thread may still be inside a long inference that cannot be
+    # interrupted; exiting now keeps a SIGTERM from waiting for it (and the hub from SIGKILLing).
+    logging.shutdown()
+    os._exit(0)
