@@ -61,7 +61,8 @@ class PackageCheck:
 
     @property
     def ok(self) -> bool:
-        return self.installed is not None and (self.wanted is None or self.installed == self.wanted)
+        # PEP 440: ``==2.13.0`` is satisfied by a local build such as ``2.13.0+cpu``.
+        return self.installed is not None and (self.wanted is None or self.installed.split("+")[0] == self.wanted)
 
 
 @dataclass
