@@ -39,7 +39,7 @@ from PIL import Image
 from websockets.asyncio.client import connect
 
 from model_backends.vlm_backend.vlm_engine.model_loader import load_model
-from tests.support.tiny_vlm import CHAT_TEMPLATE, _train_tokenizer
+from tests.support.tiny_vlm import CHAT_TEMPLATE, SPECIAL_TOKENS, _train_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 VLM_DIR = REPO / "model_backends" / "vlm_backend"
@@ -85,6 +85,7 @@ class Result:
     wall_s: float = 0.0
     decode_tps_each: list[float] = field(default_factory=list)
     gpu_mb: float | None = None
+    missing_stream: int = 0  #: answers that streamed no text before the final message
 
 
 # ---------------------------------------------------------------------------------------- building
@@ -114,6 +115,7 @@ def build_model(preset: str, dest: Path, device: str) -> Path:
         model = AutoModelForImageTextToText.from_config(config, dtype=dtype)
     model.generation_config.eos_token_id = eos_id
     model.generation_config.pad_token_id = pad_id
+    _only_text_tokens(model, tokenizer)
     model.save_pretrained(dest)
     processor.save_pretrained(dest)
     params = sum(p.numel() for p in model.parameters())
@@ -121,6 +123,21 @@ def build_model(preset: str, dest: Path, device: str) -> Path:
     del model
     _free(device)
     return dest
+
+
+def _only_text_tokens(model: Any, tokenizer: Any) -> None:
+    """Zero the output rows of ids the tokenizer cannot turn into text (specials, ids past its vocab).
+
+    The presets keep the real vocab size (the LM head's cost) but the bench tokenizer knows ~400
+    ids; random weights then mostly picked ids that decode to nothing, so the backend streamed no
+    text at all and its TTFT/decode figures were meaningless. With those rows zeroed their logit
+    is 0 and one of ~400 random logits wins (all negative: odds 2**-400): every token is text.
+    """
+    head = model.get_output_embeddings().weight
+    special = tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS)
+    with torch.no_grad():
+        head[len(tokenizer) :] = 0
+        head[special] = 0
 
 
 def bench_image() -> Image.Image:
@@ -179,11 +196,12 @@ def in_process(preset: str, folder: Path, device: str, max_tokens: int, concurre
     def one(out: Result, batch: int = 1) -> None:
         clock = _FirstTokenClock()
         model.generate(**encoded[batch], **sampling, streamer=clock)
+        _sync(device)
         end = time.perf_counter()
         assert clock.first is not None
         with lock:
             out.ttft_ms.append((clock.first - clock.started) * 1000)
-            out.decode_tps_each.append((max_tokens - 1) / max(end - clock.first, 1e-9))  # each row of a batch
+            out.decode_tps_each.append((max_tokens - 1) / (end - clock.first))  # each row of a batch
             out.tokens += batch * max_tokens
 
     def in_threads(res: Result, threads: int) -> None:
@@ -195,13 +213,18 @@ def in_process(preset: str, folder: Path, device: str, max_tokens: int, concurre
 
     in_threads(Result(preset, "warm-up"), concurrency)  # first calls per thread are slow (kernel caches)
     one(Result(preset, "warm-up"), concurrency)
+    one(Result(preset, "warm-up"), 1)
     results = []
-    for mode, threads, rounds in (("in-process x1", 1, 3), (f"in-process x{concurrency} threads", concurrency, 1)):
+    modes = (("in-process x1", 1, 3), (f"in-process x{concurrency} threads (the old backend)", concurrency, 1))
+    for mode, threads, rounds in modes:
         res = Result(preset, mode, load_s=load_s if threads == 1 else None)
         _sync(device)
         t0 = time.perf_counter()
         for _ in range(rounds):
-            in_threads(res, threads)
+            if threads == 1:
+                one(res, 1)  # in this thread
+            else:
+                in_threads(res, threads)
         res.wall_s = time.perf_counter() - t0
         res.gpu_mb = _peak_gpu_mb(device)
         results.append(res)
@@ -264,32 +287,43 @@ async def _stream_one(url: str, rid: str, data: dict[str, Any], out: Result) -> 
                 continue
             end = time.perf_counter()
             tokens = int(msg["data"]["usage"]["completion_tokens"])
-            first = first or end
-            out.ttft_ms.append((first - started) * 1000)
-            out.decode_tps_each.append((tokens - 1) / max(end - first, 1e-9))
+            if first is None:  # nothing streamed: no first-token time, no decode rate (was a division by ~0)
+                out.missing_stream += 1
+            else:
+                out.ttft_ms.append((first - started) * 1000)
+                if tokens > 1 and end > first:
+                    out.decode_tps_each.append((tokens - 1) / (end - first))
             out.tokens += tokens
             return
 
 
 def through_backend(
-    preset: str, folder: Path, device: str, max_tokens: int, concurrency: int, log: Path
+    preset: str, folder: Path, device: str, max_tokens: int, concurrency: int, max_batch: int, log: Path
 ) -> list[Result]:
     """Start the backend process (its own venv's python is this one), measure over WebSocket, stop it."""
     port = _free_port()
     cmd = [sys.executable, "main.py", "--port", str(port), "--model-path", str(folder), "--eager"]
-    cmd += ["--max-concurrency", str(concurrency), "--device", device, "--log-level", "WARNING"]
+    cmd += ["--max-concurrency", str(concurrency), "--max-batch", str(max_batch)]
+    cmd += ["--device", device, "--log-level", "WARNING"]
     started = time.perf_counter()
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, cwd=VLM_DIR, stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
     try:
-        return asyncio.run(_measure_backend(preset, f"ws://127.0.0.1:{port}", proc, started, max_tokens, concurrency))
+        url = f"ws://127.0.0.1:{port}"
+        return asyncio.run(_measure_backend(preset, url, proc, started, max_tokens, concurrency, max_batch))
     finally:
         proc.terminate()
         proc.wait(30)
 
 
 async def _measure_backend(
-    preset: str, url: str, proc: subprocess.Popen[bytes], started: float, max_tokens: int, concurrency: int
+    preset: str,
+    url: str,
+    proc: subprocess.Popen[bytes],
+    started: float,
+    max_tokens: int,
+    concurrency: int,
+    max_batch: int,
 ) -> list[Result]:
     await _wait_loaded(url, proc, timeout=900)
     load_s = time.perf_counter() - started
@@ -300,7 +334,7 @@ async def _measure_backend(
         await asyncio.gather(*(_stream_one(url, f"w{i}", data, Result(preset, "warm-up")) for i in range(concurrency)))
     results = []
     for n, rounds in ((1, 3), (concurrency, 1)):
-        res = Result(preset, f"backend x{n} concurrent", load_s=load_s if n == 1 else None)
+        res = Result(preset, f"backend max-batch={max_batch}, x{n} concurrent", load_s=load_s if n == 1 else None)
         t0 = time.perf_counter()
         for r in range(rounds):
             await asyncio.gather(*(_stream_one(url, f"r{n}-{r}-{i}", data, res) for i in range(n)))
@@ -333,6 +367,8 @@ def table(results: list[Result], device: str) -> str:
         total = r.tokens / r.wall_s if r.wall_s else float("nan")
         load = f"{r.load_s:.2f}" if r.load_s is not None else ""
         gpu = f"{r.gpu_mb:.0f}" if r.gpu_mb is not None else "-"
+        if r.missing_stream:
+            gpu += f" ({r.missing_stream} answers streamed nothing)"
         lines.append(f"| {r.preset} | {r.mode} | {load} | {ttft:.1f} | {each:.1f} | {total:.1f} | {gpu} |")
     return "\n".join(lines)
 
@@ -343,6 +379,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--backend-batch", type=int, nargs="+", default=[1, 8], help="backend --max-batch values to measure"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where model folders go (default: a temp dir)")
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -358,7 +397,8 @@ def main() -> None:
         results += in_process(preset, folder, args.device, args.max_tokens, args.concurrency)
         _free(args.device)
         log = workdir / f"backend-{preset}.log"
-        results += through_backend(preset, folder, args.device, args.max_tokens, args.concurrency, log)
+        for max_batch in args.backend_batch:
+            results += through_backend(preset, folder, args.device, args.max_tokens, args.concurrency, max_batch, log)
         print(table(results, args.device), flush=True)
     print(
         "\nIn-process rows encode prompt and image beforehand, so their TTFT is prefill only; backend rows also"

@@ -19,6 +19,8 @@ from model_backends.base.runner import LOG_FORMAT
 logger = logging.getLogger(__name__)
 
 TRUST_REMOTE_CODE_ENV = "VLM_TRUST_REMOTE_CODE"
+MAX_BATCH_ENV = "VLM_MAX_BATCH"
+DEFAULT_MAX_BATCH = 8
 
 
 class VLMBackend(BaseModelBackend):
@@ -27,25 +29,31 @@ class VLMBackend(BaseModelBackend):
     name = "vlm"
     version = "0.1.0"
 
-    def __init__(self, *args: Any, trust_remote_code: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, trust_remote_code: bool = False, max_batch: int = DEFAULT_MAX_BATCH, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.trust_remote_code = trust_remote_code
+        self.max_batch = max_batch
         self._loaded: LoadedModel | None = None
         self._generator: ChatGenerator | None = None
 
     def initialize_model(self) -> None:
         self._loaded = load_model(self.model_path, self.device, trust_remote_code=self.trust_remote_code)
-        self._generator = ChatGenerator(self._loaded)
+        self._generator = ChatGenerator(self._loaded, max_batch_size=self.max_batch)
 
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
-        request = parse_chat_request(data)
         generator = self._generator
         if generator is None:
             raise RuntimeError("the model is not loaded")
+        with generator.arriving():
+            request = parse_chat_request(data)
         return generator.generate(request, current_request())
 
     def cleanup(self) -> None:
-        loaded, self._loaded, self._generator = self._loaded, None, None
+        loaded, generator, self._loaded, self._generator = self._loaded, self._generator, None, None
+        if generator is not None:
+            generator.close()
         if loaded is None:
             return
         device = loaded.device
@@ -61,8 +69,8 @@ class VLMBackend(BaseModelBackend):
 
 
 def _default_concurrency() -> int:
-    """Generations served at once: more on a GPU (they share it well), two on a CPU."""
-    return 4 if Path("/dev/nvidiactl").exists() else 2
+    """Requests taken at once: they are parsed in parallel and generated together as one batch."""
+    return 8 if Path("/dev/nvidiactl").exists() else 4
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -72,6 +80,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="store_true",
         default=os.environ.get(TRUST_REMOTE_CODE_ENV, "") == "1",
         help="allow model folders that ship their own Python code (off by default)",
+    )
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=int(os.environ.get(MAX_BATCH_ENV) or DEFAULT_MAX_BATCH),
+        help="concurrent requests generated together in one batched call (1: one at a time)",
     )
     parser.set_defaults(max_concurrency=None)
     args = parser.parse_args(argv)
@@ -85,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         eager_load=args.eager,
         max_concurrency=args.max_concurrency or _default_concurrency(),
         trust_remote_code=args.trust_remote_code,
+        max_batch=args.max_batch,
     )
     try:
         backend.start()

@@ -7,7 +7,8 @@ class StopTextFilter:
     """Fed the whole generated text after each token; says what may be sent and when to stop.
 
     Text that could be the start of a stop sequence is held back until the next token
-    shows it is not, so a streamed client never sees part of a stop sequence.
+    shows it is not, so a streamed client never sees part of a stop sequence. The text only
+    grows between calls, so each call searches only its new tail for stop sequences.
     """
 
     def __init__(self, stops: list[str]) -> None:
@@ -15,6 +16,8 @@ class StopTextFilter:
         self.emitted = 0
         self.stopped = False
         self.text = ""
+        self._longest = max((len(s) for s in self.stops), default=0)
+        self._scanned = 0
 
     def feed(self, text: str) -> str:
         """Take the full text so far; return the new part that is safe to send."""
@@ -40,7 +43,9 @@ class StopTextFilter:
         return delta
 
     def _first_stop(self, text: str) -> int | None:
-        hits = [i for i in (text.find(s) for s in self.stops) if i >= 0]
+        start = max(0, self._scanned - self._longest + 1)
+        self._scanned = len(text)
+        hits = [i for i in (text.find(s, start) for s in self.stops) if i >= 0]
         return min(hits) if hits else None
 
     def _held_back(self, text: str) -> int:
