@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -52,7 +52,6 @@ class Pending:
     timeout: float
     timer: asyncio.TimerHandle | None = None
     on_message: Callable[[dict[str, Any]], None] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Router:
