@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from model_backends.base.base_backend import BaseModelBackend
 
@@ -25,18 +26,32 @@ def build_parser(description: str = "Run a model backend") -> argparse.ArgumentP
     return parser
 
 
-def run_backend(backend_cls: type[BaseModelBackend], argv: Sequence[str] | None = None) -> None:
-    """Parse the standard flags, build the backend and serve until SIGTERM/SIGINT."""
-    args = build_parser(backend_cls.__doc__ or "Run a model backend").parse_args(argv)
+def run_backend(
+    backend_cls: type[BaseModelBackend],
+    argv: Sequence[str] | None = None,
+    *,
+    parser: argparse.ArgumentParser | None = None,
+    extra_kwargs: Callable[[argparse.Namespace], dict[str, Any]] | None = None,
+) -> None:
+    """Parse the standard flags, build the backend and serve until SIGTERM/SIGINT.
+
+    A backend with flags of its own passes ``parser`` (from :func:`build_parser`, with its
+    arguments added) and ``extra_kwargs``, which maps the parsed flags to constructor keywords
+    (they override the standard ones).
+    """
+    args = (parser or build_parser(backend_cls.__doc__ or "Run a model backend")).parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
-    backend = backend_cls(
-        host=args.host,
-        port=args.port,
-        model_path=args.model_path,
-        device=None if args.device in (None, "", "auto") else args.device,
-        eager_load=args.eager,
-        max_concurrency=args.max_concurrency,
-    )
+    kwargs: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "model_path": args.model_path,
+        "device": None if args.device in (None, "", "auto") else args.device,
+        "eager_load": args.eager,
+        "max_concurrency": args.max_concurrency,
+    }
+    if extra_kwargs is not None:
+        kwargs.update(extra_kwargs(args))
+    backend = backend_cls(**kwargs)
     try:
         backend.start()
     except KeyboardInterrupt:

@@ -13,8 +13,7 @@ from vlm_engine.chat_request import parse_chat_request
 from vlm_engine.generation import ChatGenerator
 from vlm_engine.model_loader import DEFAULT_MODEL_NAME, LoadedModel, load_model
 
-from model_backends.base import BaseModelBackend, build_parser, current_request
-from model_backends.base.runner import LOG_FORMAT
+from model_backends.base import BaseModelBackend, build_parser, current_request, run_backend
 
 logger = logging.getLogger(__name__)
 
@@ -88,23 +87,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="concurrent requests generated together in one batched call (1: one at a time)",
     )
     parser.set_defaults(max_concurrency=None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    backend = VLMBackend(
-        host=args.host,
-        port=args.port,
-        model_path=args.model_path,
-        device=None if args.device in (None, "", "auto") else args.device,
-        eager_load=args.eager,
-        max_concurrency=args.max_concurrency or _default_concurrency(),
-        trust_remote_code=args.trust_remote_code,
-        max_batch=args.max_batch,
+    run_backend(
+        VLMBackend,
+        argv,
+        parser=parser,
+        extra_kwargs=lambda args: {
+            "max_concurrency": args.max_concurrency or _default_concurrency(),
+            "trust_remote_code": args.trust_remote_code,
+            "max_batch": args.max_batch,
+        },
     )
-    try:
-        backend.start()
-    except KeyboardInterrupt:
-        backend.stop()
 
 
 if __name__ == "__main__":
