@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from model_backends.base.protocol import join_envelope
+from tests.support.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BACKEND_DIR = REPO / "model_backends" / "eeg_backend"
@@ -95,12 +95,6 @@ class Run:
         self.times += other.times
         self.cpu_ms += other.cpu_ms
         self.inference_ms += other.inference_ms
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

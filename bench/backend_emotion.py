@@ -19,7 +19,6 @@ import base64
 import io
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
 from model_backends.base.protocol import join_envelope
+from tests.support.processes import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 BACKEND_DIR = REPO / "model_backends" / "emotion_backend"
@@ -68,12 +68,6 @@ def test_frame() -> bytes:
     out = io.BytesIO()
     Image.fromarray(data.astronaut()).resize((640, 480), Image.Resampling.LANCZOS).save(out, "JPEG", quality=90)
     return out.getvalue()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
