@@ -7,7 +7,11 @@ import asyncio
 import logging
 from pathlib import Path
 
+from main_backend.cli_errors import CliError
 from main_backend.config import DEFAULT_CONFIG, load_config
+from main_backend.packing.manifest import BundleError
+from main_backend.packing.registration import RegistrationConflict
+from main_backend.packing.tools import ToolError
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from main_backend.app import serve
 
     for bundle in args.bundle:
-        _unpack_for_serving(Path(bundle), args.config)
+        try:
+            _unpack_for_serving(Path(bundle), args.config)
+        except (BundleError, RegistrationConflict, ToolError, OSError) as exc:
+            raise CliError(f"cannot serve the bundle {bundle}: {exc}") from None
     config = load_config(args.config)
     host = args.host or config.hub.host
     port = config.hub.port if args.port is None else args.port
