@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from main_backend.backend_name import backend_name_arg
 from main_backend.cli_errors import CliError, ExitCode
 from main_backend.config import load_config
 from main_backend.launcher.inventory import check_names
@@ -18,7 +19,7 @@ from main_backend.venvs import SetupFailed, setup_venv, venv_status
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     setup = sub.add_parser("setup", help="create or update backend venvs", parents=[common])
-    setup.add_argument("names", nargs="*", help="backends (default: every enabled one)")
+    setup.add_argument("names", nargs="*", type=backend_name_arg, help="backends (default: every enabled one)")
     setup.add_argument("--force", action="store_true", help="reinstall even if up to date")
     setup.set_defaults(func=run)
 
