@@ -118,6 +118,8 @@ def test_help_documents_the_exit_codes() -> None:
     assert "exit codes: 0 ok; 1 the command failed; 2 bad arguments" in " ".join(result.stdout.split())
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # two pip runs into a fresh venv: about 40 s on a quiet machine
 def test_setup_shows_one_line_per_venv_and_a_summary_not_pips_output(tmp_path: Path) -> None:
     """A venv made without pip (as ``unpack`` makes them) is set up; pip's chatter stays hidden; a failure shows
     pip's last lines in the error."""
