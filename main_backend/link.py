@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -46,8 +47,10 @@ class BackendLink:
         session: aiohttp.ClientSession,
         token: str | None = None,
         max_message_bytes: int = 64 * 1024 * 1024,
+        tls: ssl.SSLContext | aiohttp.Fingerprint | None = None,
     ) -> None:
         self.config = config
+        self._tls = tls
         self.name = config.name
         self._listener = listener
         self._session = session
@@ -99,6 +102,10 @@ class BackendLink:
             except TimeoutError:
                 pass
 
+    async def connect_once(self) -> None:
+        """Connect and serve until the connection ends (a replica set reconnects on its own terms)."""
+        await self._connect_and_serve()
+
     def _delays(self) -> Iterator[float]:
         return backoff(initial=self.config.reconnect_interval, max_delay=max(10.0, self.config.reconnect_interval))
 
@@ -112,6 +119,7 @@ class BackendLink:
             heartbeat=None,
             max_msg_size=self._max_message_bytes,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+            ssl=self._tls if self._tls is not None else True,
         )
         self._ws = ws
         self.connects += 1
