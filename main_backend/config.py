@@ -8,6 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from main_backend.backend_name import check_backend_name
 from main_backend.placement.settings import PlacementSettings, check_one_ray_address
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,6 +43,8 @@ class BackendConfig(PlacementSettings, _Strict):
     venv: Path | None = None
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    #: Names of the hub's environment variables this backend also gets (besides the allow-list).
+    inherit_env: list[str] = Field(default_factory=list)
     description: str = ""
     chat: bool = False
     model_path: str | None = None
@@ -118,6 +121,11 @@ class HubConfig(_Strict):
     client_rate_limit: float = Field(default=500.0, gt=0)
     client_send_queue: int = Field(default=256, ge=1)
     memory_budget_mb: int | None = Field(default=None, ge=0)
+    #: Host names (besides IP addresses, localhost, the bind address and this machine's name) the
+    #: hub answers to; ".example.com" allows its subdomains, "*" any name (no DNS-rebinding defence).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: Browser origins ("https://app.example.com") that may open /ws and send POST/PUT/DELETE.
+    allowed_origins: list[str] = Field(default_factory=list)
     shutdown_grace: float = Field(default=10.0, ge=0)
 
     @property
@@ -137,6 +145,7 @@ class Config(_Strict):
             return value
         named: dict[str, Any] = {}
         for name, entry in value.items():
+            check_backend_name(name, "model_backends key")
             if isinstance(entry, dict):
                 entry = dict(entry)
                 if entry.get("managed") is None:
@@ -157,6 +166,11 @@ class Config(_Strict):
             seen[key] = name
         check_one_ray_address(self.model_backends)
         return self
+
+    def secret_env_names(self) -> set[str]:
+        """The hub's key variables and every provider's: never passed to a backend."""
+        names = {self.hub.api_key_env, self.hub.admin_key_env}
+        return names | {p.api_key_env for p in self.external_providers.values() if p.api_key_env}
 
     def enabled_backends(self) -> dict[str, BackendConfig]:
         return {n: b for n, b in self.model_backends.items() if b.enabled}

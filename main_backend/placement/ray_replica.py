@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from main_backend.backend_env import backend_environment
 from main_backend.process import ProcessHandle
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class ReplicaSpec:
     log_dir: str
     startup_timeout: float = 120.0
     bind_host: str | None = None
+    inherit_env: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -106,7 +108,10 @@ class BackendReplica:
         spec = self._spec
         port = _free_port(self._host)
         cmd = [spec.python, spec.entry, "--host", self._host, "--port", str(port), *spec.args]
-        env = {"PYTHONUNBUFFERED": "1", **spec.env, TOKEN_ENV: spec.token}
+        # The node's environment through the same allow-list as a local backend (Ray's
+        # CUDA_VISIBLE_DEVICES for this actor's GPUs passes), the entry's env, the replica token.
+        own = {**spec.env, TOKEN_ENV: spec.token}
+        env = backend_environment(os.environ, own, inherit=spec.inherit_env, withheld={TOKEN_ENV})
         log = Path(spec.log_dir) / f"{spec.replica}.log"
         handle = await ProcessHandle.spawn(cmd, Path(spec.folder), env, log)
         try:

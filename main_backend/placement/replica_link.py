@@ -334,6 +334,7 @@ class ReplicaSetLink:
             log_dir=self._log_dir,
             startup_timeout=c.startup_timeout,
             bind_host=c.node_host,
+            inherit_env=list(c.inherit_env),
         )
 
     # ------------------------------------------------------------------ events from one replica
