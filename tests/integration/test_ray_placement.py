@@ -114,7 +114,7 @@ async def test_each_stream_stays_on_its_replica(ray_hub: RunningProcess) -> None
 
 
 def _post(url: str) -> dict[str, Any]:
-    req = urllib.request.Request(url, method="POST", data=b"")
+    req = urllib.request.Request(url, method="POST", data=b"{}", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=120) as resp:
         import json
 
