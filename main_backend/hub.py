@@ -44,7 +44,13 @@ class Hub:
             self.runtimes[name] = BackendRuntime(
                 config=bc,
                 state=StateMachine(name, BackendState.STOPPED),
-                scheduler=Scheduler(name, bc.max_queue, bc.max_in_flight, stream_backlog=bc.stream_backlog),
+                scheduler=Scheduler(
+                    name,
+                    bc.max_queue,
+                    bc.max_in_flight,
+                    stream_backlog=bc.stream_backlog,
+                    latest_frame_wins=bc.latest_frame_wins,
+                ),
             )
         self.metrics = HubMetrics(self.runtimes, lambda: len(self.sessions), self.uptime)
         self.router = Router(self.runtimes, self.metrics, config.hub.max_message_bytes)
