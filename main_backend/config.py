@@ -8,6 +8,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from main_backend.backend_name import check_backend_name
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "models.yaml"
 
@@ -37,6 +39,8 @@ class BackendConfig(_Strict):
     venv: Path | None = None
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    #: Names of the hub's environment variables this backend also gets (besides the allow-list).
+    inherit_env: list[str] = Field(default_factory=list)
     description: str = ""
     chat: bool = False
     model_path: str | None = None
@@ -114,6 +118,11 @@ class HubConfig(_Strict):
     client_rate_limit: float = Field(default=500.0, gt=0)
     client_send_queue: int = Field(default=256, ge=1)
     memory_budget_mb: int | None = Field(default=None, ge=0)
+    #: Host names (besides IP addresses, localhost, the bind address and this machine's name) the
+    #: hub answers to; ".example.com" allows its subdomains, "*" any name (no DNS-rebinding defence).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: Browser origins ("https://app.example.com") that may open /ws and send POST/PUT/DELETE.
+    allowed_origins: list[str] = Field(default_factory=list)
     shutdown_grace: float = Field(default=10.0, ge=0)
 
     @property
@@ -133,6 +142,7 @@ class Config(_Strict):
             return value
         named: dict[str, Any] = {}
         for name, entry in value.items():
+            check_backend_name(name, "model_backends key")
             if isinstance(entry, dict):
                 entry = dict(entry)
                 if entry.get("managed") is None:
@@ -150,6 +160,11 @@ class Config(_Strict):
                 raise ValueError(f"model_backends.{name}.port {backend.port} is also used by {seen[key]}")
             seen[key] = name
         return self
+
+    def secret_env_names(self) -> set[str]:
+        """The hub's key variables and every provider's: never passed to a backend."""
+        names = {self.hub.api_key_env, self.hub.admin_key_env}
+        return names | {p.api_key_env for p in self.external_providers.values() if p.api_key_env}
 
     def enabled_backends(self) -> dict[str, BackendConfig]:
         return {n: b for n, b in self.model_backends.items() if b.enabled}
