@@ -12,8 +12,11 @@ from main_backend.auth import AuthPolicy
 from main_backend.client_ws import ClientEndpoint
 from main_backend.config import Config
 from main_backend.cross_site import CrossSiteGuard
+from main_backend.dashboard.routes import mount as mount_dashboard
+from main_backend.gateway.routes import mount as mount_gateway
 from main_backend.http_api import HttpApi
 from main_backend.hub import Hub
+from main_backend.log_limit import PeerErrorLogger
 
 logger = logging.getLogger(__name__)
 
@@ -27,27 +30,9 @@ def create_app(hub: Hub, auth: AuthPolicy, bind_host: str = "127.0.0.1") -> web.
     app[HUB_KEY] = hub
     app.router.add_get("/ws", ClientEndpoint(hub, auth).handle)
     app.router.add_routes(HttpApi(hub, auth).routes())
-    for extension in _extensions():
-        extension(app, hub, auth)
+    mount_gateway(app, hub, auth)
+    mount_dashboard(app, hub, auth)
     return app
-
-
-def _extensions() -> list[type]:
-    """Optional surfaces (gateway, dashboard) mounted when their modules are present."""
-    found: list[type] = []
-    try:
-        from main_backend.gateway.routes import mount as mount_gateway
-
-        found.append(mount_gateway)  # type: ignore[arg-type]
-    except ImportError:
-        pass
-    try:
-        from main_backend.dashboard.routes import mount as mount_dashboard
-
-        found.append(mount_dashboard)  # type: ignore[arg-type]
-    except ImportError:
-        pass
-    return found
 
 
 async def serve(config: Config, host: str, port: int, supervise: bool) -> None:
@@ -55,7 +40,8 @@ async def serve(config: Config, host: str, port: int, supervise: bool) -> None:
     auth = AuthPolicy.from_config(config.hub, host)
     hub = Hub(config, supervise=supervise)
     app = create_app(hub, auth, host)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    server_log = PeerErrorLogger(logging.getLogger("aiohttp.server"))
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, logger=server_log)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await hub.start()

@@ -67,6 +67,9 @@ class BackendConfig(PlacementSettings, _Strict):
     max_queue: int = Field(default=64, ge=1)
     max_in_flight: int = Field(default=4, ge=1)
     stream_backlog: int | None = Field(default=None, ge=1)
+    #: A newer frame of a stream replaces its waiting one (cameras). False keeps every chunk of a
+    #: stream, in order (EEG: consecutive chunks are one signal, never ``superseded``).
+    latest_frame_wins: bool = True
     max_concurrency: int = Field(default=1, ge=1)
 
     @property

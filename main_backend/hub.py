@@ -45,7 +45,13 @@ class Hub:
             self.runtimes[name] = BackendRuntime(
                 config=bc,
                 state=StateMachine(name, BackendState.STOPPED),
-                scheduler=Scheduler(name, bc.max_queue, bc.max_in_flight, stream_backlog=bc.stream_backlog),
+                scheduler=Scheduler(
+                    name,
+                    bc.max_queue,
+                    bc.max_in_flight,
+                    stream_backlog=bc.stream_backlog,
+                    latest_frame_wins=bc.latest_frame_wins,
+                ),
             )
         self.metrics = HubMetrics(self.runtimes, lambda: len(self.sessions), self.uptime)
         self.router = Router(self.runtimes, self.metrics, config.hub.max_message_bytes)
@@ -276,12 +282,12 @@ class Hub:
         if rt.link is not None:
             rt.link.kick()
 
-    def process_exited(self, name: str, code: int, expected: bool) -> None:
+    def process_exited(self, name: str, code: int, expected: bool, reason: str | None = None) -> None:
         rt = self.runtimes[name]
         rt.pid = None
         rt.model_loaded = False
         if not expected:
-            rt.last_error = f"process exited with code {code}"
+            rt.last_error = reason or f"process exited with code {code}"
         rt.state.fire(Event.EXITED)
         self.router.fail_backend(name, f"backend {name!r} process exited ({code})")
         if not expected:
@@ -293,7 +299,7 @@ class Hub:
         rt.last_error = reason
         rt.state.fire(Event.GIVE_UP)
         logger.error("%s: failed: %s", name, reason)
-        self.router.fail_backend(name, f"backend {name!r} failed: {reason}")
+        self.router.fail_backend(name, f"backend {name!r} failed: {reason}", retryable=False)
 
     def _kick(self, rt: BackendRuntime) -> None:
         self._spawn(self.router.pump(rt))
