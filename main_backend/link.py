@@ -86,6 +86,9 @@ class BackendLink:
             try:
                 await self._connect_and_serve()
                 delays, failures = self._delays(), 0
+            except (aiohttp.ServerFingerprintMismatch, aiohttp.ClientConnectorCertificateError) as exc:
+                failures += 1  # a wrong certificate does not fix itself: say so every time
+                logger.warning("%s: TLS check of %s failed: %s", self.name, self.config.url, exc)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 failures += 1
                 logger.debug("%s: connect failed (%s), attempt %d", self.name, exc, failures)
