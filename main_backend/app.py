@@ -9,6 +9,7 @@ import signal
 from aiohttp import web
 
 from main_backend.auth import AuthPolicy
+from main_backend.capabilities.routes import CapabilityRoutes
 from main_backend.client_ws import ClientEndpoint
 from main_backend.config import Config
 from main_backend.http_api import HttpApi
@@ -24,6 +25,7 @@ def create_app(hub: Hub, auth: AuthPolicy) -> web.Application:
     app[HUB_KEY] = hub
     app.router.add_get("/ws", ClientEndpoint(hub, auth).handle)
     app.router.add_routes(HttpApi(hub, auth).routes())
+    app.router.add_routes(CapabilityRoutes(hub.capabilities, hub.providers, hub.state, auth).routes())
     for extension in _extensions():
         extension(app, hub, auth)
     return app
