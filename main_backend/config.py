@@ -8,6 +8,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from main_backend.backend_name import check_backend_name
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "models.yaml"
 
@@ -41,6 +43,8 @@ class BackendConfig(_Strict):
     venv: Path | None = None
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    #: Names of the hub's environment variables this backend also gets (besides the allow-list).
+    inherit_env: list[str] = Field(default_factory=list)
     description: str = ""
     chat: bool = False
     model_path: str | None = None
@@ -157,6 +161,7 @@ class Config(_Strict):
             return value
         named: dict[str, Any] = {}
         for name, entry in value.items():
+            check_backend_name(name, "model_backends key")
             if isinstance(entry, dict):
                 entry = dict(entry)
                 if entry.get("managed") is None:
@@ -190,6 +195,11 @@ class Config(_Strict):
         """Names a capability may be bound to: enabled ``chat: true`` backends, then external providers."""
         local = [n for n, b in self.model_backends.items() if b.chat and b.enabled]
         return local + [n for n in self.external_providers if n not in local]
+
+    def secret_env_names(self) -> set[str]:
+        """The hub's key variables and every provider's: never passed to a backend."""
+        names = {self.hub.api_key_env, self.hub.admin_key_env}
+        return names | {p.api_key_env for p in self.external_providers.values() if p.api_key_env}
 
     def enabled_backends(self) -> dict[str, BackendConfig]:
         return {n: b for n, b in self.model_backends.items() if b.enabled}

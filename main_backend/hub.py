@@ -56,7 +56,11 @@ class Hub:
         self.router = Router(self.runtimes, self.metrics, config.hub.max_message_bytes)
         self.router.client_max_in_flight = config.hub.client_max_in_flight
         self.supervisor = Supervisor(
-            self, config.hub.log_path, self._backend_token, stop_grace=config.hub.shutdown_grace
+            self,
+            config.hub.log_path,
+            self._backend_token,
+            stop_grace=config.hub.shutdown_grace,
+            withheld_env=config.secret_env_names(),
         )
         self.lifecycle = ModelLifecycle(self, config.hub.memory_budget_mb)
         self.router.gate = self.lifecycle

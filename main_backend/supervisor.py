@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from main_backend.backend_env import backend_environment
 from main_backend.backoff import backoff
 from main_backend.config import BackendConfig
 from main_backend.process import ProcessHandle
@@ -71,6 +73,8 @@ class Supervisor:
         spawner: Spawner = ProcessHandle.spawn,
         clock: Callable[[], float] = time.monotonic,
         stop_grace: float = 10.0,
+        withheld_env: Collection[str] = (),
+        parent_env: Mapping[str, str] | None = None,
     ) -> None:
         self._listener = listener
         self._log_dir = log_dir
@@ -79,6 +83,8 @@ class Supervisor:
         self._clock = clock
         self._stop_grace = stop_grace
         self._children: dict[str, _Child] = {}
+        self._withheld_env = frozenset(withheld_env)
+        self._parent_env = os.environ if parent_env is None else parent_env
 
     def pid(self, name: str) -> int | None:
         child = self._children.get(name)
@@ -143,6 +149,15 @@ class Supervisor:
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(name) for name in list(self._children)), return_exceptions=True)
 
+    def environment(self, config: BackendConfig) -> dict[str, str]:
+        """What the backend's process gets: an allow-list of the hub's environment, its ``env:``, its token."""
+        own = dict(config.env)
+        if self._token:
+            own[TOKEN_ENV] = self._token
+        return backend_environment(
+            self._parent_env, own, inherit=config.inherit_env, withheld=self._withheld_env | {TOKEN_ENV}
+        )
+
     async def _supervise(self, child: _Child) -> None:
         config = child.config
         delays = backoff(initial=1.0, max_delay=30.0)
@@ -152,9 +167,7 @@ class Supervisor:
                     config.name, f"no venv at {config.venv_dir}: run `python -m main_backend setup {config.name}`"
                 )
                 return
-            env = {"PYTHONUNBUFFERED": "1", **config.env}
-            if self._token:
-                env[TOKEN_ENV] = self._token
+            env = self.environment(config)
             started = self._clock()
             try:
                 child.handle = await self._spawn(

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from main_backend.backend_name import backend_name_arg
 from main_backend.config import load_config
 from main_backend.packing.archive import COMPRESSIONS
 from main_backend.packing.models import ModelNotFoundError
@@ -18,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     pack = sub.add_parser("pack", help="make an offline bundle of a backend", parents=[common])
-    pack.add_argument("name", help="the backend (its key under model_backends)")
+    pack.add_argument("name", type=backend_name_arg, help="the backend (its key under model_backends)")
     pack.add_argument("-o", "--output", required=True, type=Path, help="the bundle file to write")
     pack.add_argument("--compression", choices=COMPRESSIONS, default="zstd")
     pack.add_argument(

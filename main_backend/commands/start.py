@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from main_backend.backend_name import backend_name_arg
 from main_backend.config import load_config
 from main_backend.launcher.actions import (
     NOT_RUNNING,
@@ -25,7 +26,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     parser = sub.add_parser(
         "start", help="start backends through the running hub (no name: what fits)", parents=[common]
     )
-    parser.add_argument("names", nargs="*", help="backends (default: enabled autostart ones that fit in free memory)")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        type=backend_name_arg,
+        help="backends (default: enabled autostart ones that fit in free memory)",
+    )
     parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait until they are ready")
     parser.add_argument("--dry-run", action="store_true", help="only say what would be started")
     add_hub_options(parser)

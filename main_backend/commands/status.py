@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from main_backend.backend_name import backend_name_arg
 from main_backend.config import Config, load_config
 from main_backend.launcher.actions import add_hub_options
 from main_backend.launcher.hub_client import HubClient
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     parser = sub.add_parser(
         "status", help="one backend in detail (config, venv, packages, log, live state)", parents=[common]
     )
-    parser.add_argument("name", help="a backend under model_backends")
+    parser.add_argument("name", type=backend_name_arg, help="a backend under model_backends")
     parser.add_argument("--lines", type=int, default=15, help="how many log lines to show (default 15)")
     add_hub_options(parser)
     parser.set_defaults(func=run)

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from main_backend.backend_name import backend_name_arg
 from main_backend.config import load_config
 from main_backend.launcher.actions import NOT_RUNNING, add_hub_options, describe, perform, wait_settled
 from main_backend.launcher.hub_client import HubClient
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     parser = sub.add_parser(
         "stop", help="stop backends through the running hub (no name: all that run)", parents=[common]
     )
-    parser.add_argument("names", nargs="*", help="backends (default: every one that runs)")
+    parser.add_argument("names", nargs="*", type=backend_name_arg, help="backends (default: every one that runs)")
     parser.add_argument(
         "--wait", type=float, default=10.0, metavar="SECONDS", help="wait until they are stopped (default 10)"
     )
