@@ -12,6 +12,7 @@ from main_backend.auth import AuthPolicy
 from main_backend.capabilities.routes import CapabilityRoutes
 from main_backend.client_ws import ClientEndpoint
 from main_backend.config import Config
+from main_backend.cross_site import CrossSiteGuard
 from main_backend.http_api import HttpApi
 from main_backend.hub import Hub
 
@@ -20,8 +21,10 @@ logger = logging.getLogger(__name__)
 HUB_KEY: web.AppKey[Hub] = web.AppKey("hub", Hub)
 
 
-def create_app(hub: Hub, auth: AuthPolicy) -> web.Application:
-    app = web.Application(client_max_size=hub.config.hub.max_message_bytes * 4)
+def create_app(hub: Hub, auth: AuthPolicy, bind_host: str = "127.0.0.1") -> web.Application:
+    limits = hub.config.hub
+    guard = CrossSiteGuard(bind_host, limits.allowed_hosts, limits.allowed_origins)
+    app = web.Application(client_max_size=limits.max_message_bytes * 4, middlewares=[guard.middleware])
     app[HUB_KEY] = hub
     app.router.add_get("/ws", ClientEndpoint(hub, auth).handle)
     app.router.add_routes(HttpApi(hub, auth).routes())
@@ -53,7 +56,7 @@ async def serve(config: Config, host: str, port: int, supervise: bool) -> None:
     """Run the hub until SIGTERM/SIGINT, then drain and stop (exit code 0)."""
     auth = AuthPolicy.from_config(config.hub, host)
     hub = Hub(config, supervise=supervise)
-    app = create_app(hub, auth)
+    app = create_app(hub, auth, host)
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)

@@ -125,6 +125,11 @@ class HubConfig(_Strict):
     client_rate_limit: float = Field(default=500.0, gt=0)
     client_send_queue: int = Field(default=256, ge=1)
     memory_budget_mb: int | None = Field(default=None, ge=0)
+    #: Host names (besides IP addresses, localhost, the bind address and this machine's name) the
+    #: hub answers to; ".example.com" allows its subdomains, "*" any name (no DNS-rebinding defence).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: Browser origins ("https://app.example.com") that may open /ws and send POST/PUT/DELETE.
+    allowed_origins: list[str] = Field(default_factory=list)
     shutdown_grace: float = Field(default=10.0, ge=0)
     state_dir: Path = Path(".hub")
     switch_hold_s: float = Field(default=60.0, ge=0)

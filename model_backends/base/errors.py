@@ -21,6 +21,7 @@ class ErrorCode(str, Enum):
     CANCELLED = "cancelled"
     INSUFFICIENT_MEMORY = "insufficient_memory"
     UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
 
@@ -40,6 +41,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.CANCELLED: 499,
     ErrorCode.INSUFFICIENT_MEMORY: 507,
     ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
     ErrorCode.SHUTTING_DOWN: 503,
     ErrorCode.INTERNAL: 500,
 }

@@ -37,7 +37,7 @@ def _request(rid: str) -> dict[str, Any]:
 
 
 def _http(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:
-    req = urllib.request.Request(url, method=method, headers=headers or {}, data=b"" if method == "POST" else None)
+    req = urllib.request.Request(url, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, resp.read().decode()
