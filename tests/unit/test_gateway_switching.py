@@ -103,11 +103,11 @@ async def test_a_provider_request_does_not_wait_for_a_busy_local_model_to_unload
     hub = FakeHub()
     busy = {"vlm": True}
     switch = ProviderSwitch(hub.model_control, lambda n: hub.loaded.get(n, False), busy=lambda n: busy[n])
-    await asyncio.wait_for(switch.use_external("remote", "vlm"), 0.05)  # returns at once
+    await asyncio.wait_for(switch.use_external("remote", "vlm"), 2.0)  # returns although vlm stays busy
     assert hub.calls == []
     busy["vlm"] = False  # its generations are done: the deferred unload runs
-    for _ in range(40):
-        if hub.calls:
+    for _ in range(200):
+        if switch.displaced:
             break
         await asyncio.sleep(0.05)
     assert [c[1] for c in hub.calls] == ["unload"]
