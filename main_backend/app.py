@@ -13,6 +13,8 @@ from main_backend.capabilities.routes import CapabilityRoutes
 from main_backend.client_ws import ClientEndpoint
 from main_backend.config import Config
 from main_backend.cross_site import CrossSiteGuard
+from main_backend.dashboard.routes import mount as mount_dashboard
+from main_backend.gateway.routes import mount as mount_gateway
 from main_backend.http_api import HttpApi
 from main_backend.hub import Hub
 
@@ -29,27 +31,9 @@ def create_app(hub: Hub, auth: AuthPolicy, bind_host: str = "127.0.0.1") -> web.
     app.router.add_get("/ws", ClientEndpoint(hub, auth).handle)
     app.router.add_routes(HttpApi(hub, auth).routes())
     app.router.add_routes(CapabilityRoutes(hub.capabilities, hub.providers, hub.state, auth).routes())
-    for extension in _extensions():
-        extension(app, hub, auth)
+    mount_gateway(app, hub, auth)
+    mount_dashboard(app, hub, auth)
     return app
-
-
-def _extensions() -> list[type]:
-    """Optional surfaces (gateway, dashboard) mounted when their modules are present."""
-    found: list[type] = []
-    try:
-        from main_backend.gateway.routes import mount as mount_gateway
-
-        found.append(mount_gateway)  # type: ignore[arg-type]
-    except ImportError:
-        pass
-    try:
-        from main_backend.dashboard.routes import mount as mount_dashboard
-
-        found.append(mount_dashboard)  # type: ignore[arg-type]
-    except ImportError:
-        pass
-    return found
 
 
 async def serve(config: Config, host: str, port: int, supervise: bool) -> None:

@@ -20,7 +20,7 @@ import orjson
 from main_backend.backoff import backoff
 from main_backend.config import BackendConfig
 from model_backends.base import protocol
-from model_backends.base.errors import BackendUnavailableError, ErrorCode, HubError
+from model_backends.base.errors import BackendUnavailableError, ErrorCode, HubError, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +137,14 @@ class BackendLink:
 
     def _on_text(self, data: str | bytes) -> None:
         try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            logger.error("%s: backend sent malformed JSON; ignored", self.name)
-            return
-        if not isinstance(obj, dict):
-            return
+            obj = protocol.parse_json(data, protocol.MAX_ENCODABLE_DEPTH)
+        except ProtocolError as exc:
+            logger.error("%s: backend sent a bad frame (%s); ignored", self.name, exc.message)
+            if exc.request_id is None:
+                return
+            # Answer the request it was meant for, so it does not wait for its deadline.
+            obj = protocol.error_message(exc.request_id, f"the backend's answer: {exc.message}", ErrorCode.INTERNAL)
+            obj = obj.model_dump(exclude_none=True)
         rid = obj.get("request_id")
         if rid is not None and rid in self._control and obj.get("type") in _CONTROL_TYPES | {"error"}:
             fut = self._control.pop(rid)

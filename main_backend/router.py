@@ -93,7 +93,7 @@ class Router:
             else:
                 obj, payload = protocol.split_envelope(frame)
         except ProtocolError as exc:
-            self._reply_error(session, None, exc.message, exc.code)
+            self._reply_error(session, exc.request_id or _guess_id(frame), exc.message, exc.code)
             return
         kind = obj.get("type")
         if not isinstance(kind, str):

@@ -85,7 +85,6 @@ class ClientSession:
         self.closed = True
         if self._writer is not None:
             self._writer.cancel()
-            try:
-                await self._writer
-            except asyncio.CancelledError:
-                pass
+            # gather, not a bare await: the writer's CancelledError is expected, but a
+            # cancellation of the caller must still reach the caller.
+            await asyncio.gather(self._writer, return_exceptions=True)

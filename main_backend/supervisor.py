@@ -138,13 +138,22 @@ class Supervisor:
             return
         child.stopping = True
         child.wake.set()
-        if child.handle is not None:
-            await child.handle.stop(self._stop_grace)
-        if child.task is not None:
-            try:
-                await asyncio.wait_for(child.task, self._stop_grace + 5)
-            except (TimeoutError, asyncio.CancelledError):
+        try:
+            if child.handle is not None:
+                await child.handle.stop(self._stop_grace)
+            if child.task is not None:
+                # asyncio.wait neither raises the task's outcome nor hides the caller's cancellation.
+                done, _ = await asyncio.wait({child.task}, timeout=self._stop_grace + 5)
+                if not done:
+                    child.task.cancel()
+                    await asyncio.gather(child.task, return_exceptions=True)
+        except asyncio.CancelledError:
+            # Never leave a process running without a task that tracks it.
+            if child.handle is not None:
+                child.handle.kill()
+            if child.task is not None:
                 child.task.cancel()
+            raise
 
     async def close(self) -> None:
         await asyncio.gather(*(self.stop(name) for name in list(self._children)), return_exceptions=True)
@@ -159,6 +168,15 @@ class Supervisor:
         )
 
     async def _supervise(self, child: _Child) -> None:
+        try:
+            await self._supervise_loop(child)
+        except asyncio.CancelledError:
+            if child.handle is not None and child.handle.returncode is None:
+                logger.warning("%s: supervision cancelled; killing pid %d", child.config.name, child.handle.pid)
+                child.handle.kill()
+            raise
+
+    async def _supervise_loop(self, child: _Child) -> None:
         config = child.config
         delays = backoff(initial=1.0, max_delay=30.0)
         while not child.stopping:

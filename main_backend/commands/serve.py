@@ -41,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
     port = config.hub.port if args.port is None else args.port
     try:
         import uvloop
-
-        uvloop.run(serve(config, host, port, args.supervise))
-    except ImportError:
+    except ImportError:  # only uvloop's absence: an ImportError inside the hub must not be taken for it
         asyncio.run(serve(config, host, port, args.supervise))
+    else:
+        uvloop.run(serve(config, host, port, args.supervise))
     return 0
 
 

@@ -247,7 +247,8 @@ class BaseModelBackend(ABC):
         try:
             msg = protocol.decode(frame)
         except ProtocolError as exc:
-            await self._send(conn, protocol.error_message(_guess_request_id(frame), exc.message, exc.code))
+            rid = exc.request_id or _guess_request_id(frame)
+            await self._send(conn, protocol.error_message(rid, exc.message, exc.code))
             return
         if isinstance(msg, protocol.HealthCheck):
             await self._send(conn, self.pong(msg.request_id))

@@ -90,7 +90,15 @@ class BadRequestError(HubError):
 
 
 class ProtocolError(BadRequestError):
-    """A frame could not be decoded into a protocol message."""
+    """A frame could not be decoded into a protocol message.
+
+    ``request_id`` is set when the frame was read far enough to know it (e.g. valid JSON
+    nested too deep), so the error can answer that request.
+    """
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None, request_id: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.request_id = request_id
 
 
 class TooLargeError(HubError):

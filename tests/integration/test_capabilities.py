@@ -61,7 +61,7 @@ def backend(hub: RunningProcess, name: str) -> dict[str, Any]:
     return get_json(f"{hub.http}/api/backends/{name}")
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "condition not reached in time"
@@ -186,12 +186,12 @@ def test_a_bound_model_outlives_its_keep_alive_and_an_unbound_one_does_not(
     with hub_process(config, tmp_path, env={"HUB_ADMIN_KEY": "admin-key"}, wait_ready=["vlm", "mini"]) as hub:
         chat(hub, "vlm", "one")
         chat(hub, "mini", "two")
-        wait_until(lambda: backend(hub, "mini")["model_loaded"] is False, timeout=5)
+        wait_until(lambda: backend(hub, "mini")["model_loaded"] is False, timeout=15)
         assert backend(hub, "mini")["model_events"][-1]["reason"] == "keep_alive"
         time.sleep(1.0)
         assert backend(hub, "vlm")["model_loaded"] is True  # every capability uses it
         for capability in ALL:
             bind(hub, capability, "mini")
-        wait_until(lambda: backend(hub, "mini")["model_loaded"] is True, timeout=5)  # binding loads it
-        wait_until(lambda: backend(hub, "vlm")["model_loaded"] is False, timeout=5)  # nothing uses it now
+        wait_until(lambda: backend(hub, "mini")["model_loaded"] is True, timeout=15)  # binding loads it
+        wait_until(lambda: backend(hub, "vlm")["model_loaded"] is False, timeout=15)  # nothing uses it now
         assert backend(hub, "vlm")["model_events"][-1]["reason"] == "keep_alive"

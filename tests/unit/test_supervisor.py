@@ -127,3 +127,28 @@ async def test_a_missing_venv_fails_with_the_setup_command(config: BackendConfig
     await _until(lambda: bool(recorder.events))
     assert spawned == []
     assert "python -m main_backend setup m" in str(recorder.events[0][1])
+
+
+class StubbornProcess(FakeProcess):
+    """Ignores SIGTERM: only SIGKILL ends it."""
+
+    async def stop(self, grace: float) -> int:
+        return await asyncio.sleep(3600, result=0)
+
+
+async def test_stop_passes_a_cancellation_of_its_caller_on_and_kills_the_process(config: BackendConfig) -> None:
+    spawned: list[FakeProcess] = []
+
+    async def spawn(cmd: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> FakeProcess:
+        spawned.append(StubbornProcess(2000 + len(spawned)))
+        return spawned[-1]
+
+    sup = Supervisor(Recorder(), Path("/tmp"), token=None, spawner=spawn)  # type: ignore[arg-type]
+    sup.start(config)
+    await _until(lambda: len(spawned) == 1)
+    stopping = asyncio.create_task(sup.stop("m"))
+    await asyncio.sleep(0.05)
+    stopping.cancel()
+    await asyncio.gather(stopping, return_exceptions=True)
+    assert stopping.cancelled()
+    assert spawned[0].returncode == -9  # a cancelled stop still leaves no process behind
