@@ -17,6 +17,7 @@ from main_backend.dashboard.routes import mount as mount_dashboard
 from main_backend.gateway.routes import mount as mount_gateway
 from main_backend.http_api import HttpApi
 from main_backend.hub import Hub
+from main_backend.log_limit import PeerErrorLogger
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ async def serve(config: Config, host: str, port: int, supervise: bool) -> None:
     auth = AuthPolicy.from_config(config.hub, host)
     hub = Hub(config, supervise=supervise)
     app = create_app(hub, auth, host)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    server_log = PeerErrorLogger(logging.getLogger("aiohttp.server"))
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, logger=server_log)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await hub.start()

@@ -9,6 +9,7 @@ from typing import Any
 from main_backend.config import BackendConfig
 from main_backend.latency import LatencyWindow
 from main_backend.link import BackendLink
+from main_backend.placement.replica_link import ReplicaSetLink
 from main_backend.scheduler import Scheduler
 from main_backend.state import SERVING, StateMachine
 from model_backends.base import protocol
@@ -33,7 +34,7 @@ class BackendRuntime:
     config: BackendConfig
     state: StateMachine
     scheduler: Scheduler
-    link: BackendLink | None = None
+    link: BackendLink | ReplicaSetLink | None = None
     pong: protocol.Pong | None = None
     pid: int | None = None
     restarts: int = 0
@@ -97,4 +98,6 @@ class BackendRuntime:
             "loads": self.loads,
             "unloads": self.unloads,
             "model_events": [e.__dict__ for e in self.model_events[-5:]],
+            "placement": self.config.placement,
+            **(self.link.snapshot() if isinstance(self.link, ReplicaSetLink) else {}),
         }

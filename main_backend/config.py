@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from main_backend.backend_name import check_backend_name
+from main_backend.placement.settings import PlacementSettings, check_one_ray_address
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config" / "models.yaml"
@@ -30,13 +31,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
-class BackendConfig(_Strict):
-    """One backend under ``model_backends:``; its key is the name clients use as ``model``."""
+class BackendConfig(PlacementSettings, _Strict):
+    """One backend under ``model_backends:``; its key is the name clients use as ``model``.
+
+    Where it runs (a local process, a remote endpoint, Ray replicas) is in ``PlacementSettings``.
+    """
 
     name: str = ""
     enabled: bool = True
     host: str = "127.0.0.1"
-    port: int = Field(ge=1, le=65535)
+    port: int = Field(ge=0, le=65535)  # 0 only for Ray replicas, which pick their own ports
     managed: bool | None = None
     path: Path | None = None
     entry: str = "main.py"
@@ -67,11 +71,16 @@ class BackendConfig(_Strict):
     max_queue: int = Field(default=64, ge=1)
     max_in_flight: int = Field(default=4, ge=1)
     stream_backlog: int | None = Field(default=None, ge=1)
+    #: A newer frame of a stream replaces its waiting one (cameras). False keeps every chunk of a
+    #: stream, in order (EEG: consecutive chunks are one signal, never ``superseded``).
+    latest_frame_wins: bool = True
     max_concurrency: int = Field(default=1, ge=1)
 
     @property
     def url(self) -> str:
-        return f"ws://{self.host}:{self.port}"
+        if self.placement == "ray":
+            return f"ray://{self.ray_address or 'local'}/{self.name}"
+        return self.remote_url or f"ws://{self.host}:{self.port}"
 
     @property
     def is_managed(self) -> bool:
@@ -179,10 +188,13 @@ class Config(_Strict):
     def _ports_unique(self) -> Config:
         seen: dict[tuple[str, int], str] = {}
         for name, backend in self.model_backends.items():
+            if backend.placement == "ray":
+                continue
             key = (backend.host, backend.port)
             if key in seen:
                 raise ValueError(f"model_backends.{name}.port {backend.port} is also used by {seen[key]}")
             seen[key] = name
+        check_one_ray_address(self.model_backends)
         return self
 
     @model_validator(mode="after")

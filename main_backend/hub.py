@@ -21,8 +21,9 @@ from main_backend.capabilities.service import CapabilityService
 from main_backend.config import Config
 from main_backend.gateway.switching import ProviderSwitch
 from main_backend.lifecycle import ModelLifecycle
-from main_backend.link import BackendLink
 from main_backend.metrics import HubMetrics
+from main_backend.placement.placements import Placements
+from main_backend.placement.replica_link import ReplicaSetLink
 from main_backend.router import Router
 from main_backend.scheduler import Scheduler
 from main_backend.sessions import ClientSession
@@ -50,7 +51,13 @@ class Hub:
             self.runtimes[name] = BackendRuntime(
                 config=bc,
                 state=StateMachine(name, BackendState.STOPPED),
-                scheduler=Scheduler(name, bc.max_queue, bc.max_in_flight, stream_backlog=bc.stream_backlog),
+                scheduler=Scheduler(
+                    name,
+                    bc.max_queue,
+                    bc.max_in_flight,
+                    stream_backlog=bc.stream_backlog,
+                    latest_frame_wins=bc.latest_frame_wins,
+                ),
             )
         self.metrics = HubMetrics(self.runtimes, lambda: len(self.sessions), self.uptime)
         self.router = Router(self.runtimes, self.metrics, config.hub.max_message_bytes)
@@ -84,6 +91,7 @@ class Hub:
         )
         self.router.resolve_model = self.resolve_client_model
         self.lifecycle.keep_loaded = lambda name: bool(self.bindings.uses(name))
+        self.placements = Placements(config.hub.log_path)
         self._http: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -116,8 +124,8 @@ class Hub:
         assert self._http is not None
         if rt.link is None:
             token = self._backend_token if rt.config.is_managed else None
-            rt.link = BackendLink(
-                rt.config, self, self._http, token=token, max_message_bytes=self.config.hub.max_message_bytes * 4
+            rt.link = self.placements.make_link(
+                rt, self, self._http, token=token, max_message_bytes=self.config.hub.max_message_bytes * 4
             )
         if name not in self._tasks or self._tasks[name].done():
             self._tasks[name] = asyncio.create_task(rt.link.run(), name=f"link-{name}")
@@ -146,6 +154,9 @@ class Hub:
 
     async def restart_backend(self, name: str) -> None:
         rt = self.runtime(name)
+        if isinstance(rt.link, ReplicaSetLink):
+            await rt.link.restart_all()
+            return
         if not (self.supervise and rt.config.is_managed):
             raise HubError(
                 f"backend {name!r} is not managed by this hub; restart it where it runs", code=ErrorCode.BAD_REQUEST
@@ -182,6 +193,7 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), *self._background, return_exceptions=True)
         await self.router.close()
+        await self.placements.close()
         if self._http is not None:
             await self._http.close()
         await self.state.close()
@@ -314,12 +326,12 @@ class Hub:
         if rt.link is not None:
             rt.link.kick()
 
-    def process_exited(self, name: str, code: int, expected: bool) -> None:
+    def process_exited(self, name: str, code: int, expected: bool, reason: str | None = None) -> None:
         rt = self.runtimes[name]
         rt.pid = None
         rt.model_loaded = False
         if not expected:
-            rt.last_error = f"process exited with code {code}"
+            rt.last_error = reason or f"process exited with code {code}"
         rt.state.fire(Event.EXITED)
         self.router.fail_backend(name, f"backend {name!r} process exited ({code})")
         if not expected:
@@ -331,7 +343,7 @@ class Hub:
         rt.last_error = reason
         rt.state.fire(Event.GIVE_UP)
         logger.error("%s: failed: %s", name, reason)
-        self.router.fail_backend(name, f"backend {name!r} failed: {reason}")
+        self.router.fail_backend(name, f"backend {name!r} failed: {reason}", retryable=False)
 
     def _kick(self, rt: BackendRuntime) -> None:
         self._spawn(self.router.pump(rt))

@@ -256,10 +256,16 @@ class Router:
         )
         unavailable = self._unavailable_reason(runtime)
         if unavailable:
+            failed = runtime.state.state is BackendState.FAILED  # only an admin revives it: no retry
             self._deliver(
                 pending,
                 protocol.error_message(
-                    client_id, unavailable, ErrorCode.BACKEND_UNAVAILABLE, model=runtime.name, retry_after=1.0
+                    client_id,
+                    unavailable,
+                    ErrorCode.BACKEND_UNAVAILABLE,
+                    model=runtime.name,
+                    retry_after=None if failed else 1.0,
+                    retryable=False if failed else None,
                 ).model_dump(exclude_none=True),
             )
             runtime.errors += 1
@@ -367,7 +373,9 @@ class Router:
         outcome = "ok" if kind == "inference_response" else str(obj.get("code", "error"))
         self._finish(pending, obj, outcome)
 
-    def fail_backend(self, name: str, message: str, code: ErrorCode = ErrorCode.BACKEND_UNAVAILABLE) -> int:
+    def fail_backend(
+        self, name: str, message: str, code: ErrorCode = ErrorCode.BACKEND_UNAVAILABLE, *, retryable: bool = True
+    ) -> int:
         """Answer every request queued for or in flight to ``name`` with an error, now."""
         runtime = self.runtimes[name]
         jobs = runtime.scheduler.drain()
@@ -376,9 +384,14 @@ class Router:
             if pending is not None:
                 self._finish(
                     pending,
-                    protocol.error_message(pending.client_id, message, code, model=name, retry_after=1.0).model_dump(
-                        exclude_none=True
-                    ),
+                    protocol.error_message(
+                        pending.client_id,
+                        message,
+                        code,
+                        model=name,
+                        retry_after=1.0 if retryable else None,
+                        retryable=None if retryable else False,
+                    ).model_dump(exclude_none=True),
                     code.value,
                     from_scheduler=False,
                 )
