@@ -47,6 +47,8 @@ class BackendRuntime:
     loads: int = 0
     unloads: int = 0
     requests: int = 0
+    #: Requests answered with a result (not superseded, cancelled or failed): what throughput counts.
+    answered: int = 0
     errors: int = 0
 
     @property
@@ -67,6 +69,7 @@ class BackendRuntime:
         return {
             "name": self.name,
             "description": self.config.description,
+            "enabled": self.config.enabled,
             "state": self.state.state.value,
             "state_since_s": round(time.monotonic() - self.state.since, 3),
             "managed": self.config.is_managed,
@@ -80,6 +83,7 @@ class BackendRuntime:
             "rejected_total": self.scheduler.rejected_total,
             "latency": self.latency.summary(),
             "requests": self.requests,
+            "answered": self.answered,
             "errors": self.errors,
             "restarts": self.restarts,
             "last_error": self.last_error,
