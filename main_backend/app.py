@@ -9,6 +9,7 @@ import signal
 from aiohttp import web
 
 from main_backend.auth import AuthPolicy
+from main_backend.capabilities.routes import CapabilityRoutes
 from main_backend.client_ws import ClientEndpoint
 from main_backend.config import Config, HubConfig
 from main_backend.connections import ConnectionGuard, GuardedTCPSite
@@ -36,6 +37,7 @@ def create_app(
     app[HUB_KEY] = hub
     app.router.add_get("/ws", ClientEndpoint(hub, auth, connections).handle)
     app.router.add_routes(HttpApi(hub, auth).routes())
+    app.router.add_routes(CapabilityRoutes(hub.capabilities, hub.providers, hub.state, auth).routes())
     mount_gateway(app, hub, auth)
     mount_dashboard(app, hub, auth)
     return app
