@@ -133,6 +133,17 @@ class HubConfig(_Strict):
     client_max_in_flight: int = Field(default=64, ge=1)
     client_rate_limit: float = Field(default=500.0, gt=0)
     client_send_queue: int = Field(default=256, ge=1)
+    #: Bytes of answers that may wait for one client; a client that does not read is cut off beyond it
+    #: (a single answer larger than this still goes through when nothing else waits).
+    client_send_queue_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: Bytes a WebSocket client may send before it has authenticated (first-message auth).
+    pre_auth_max_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Seconds from accepting a TCP connection to a complete request head (HTTP or WebSocket upgrade).
+    handshake_timeout: float = Field(default=10.0, gt=0)
+    #: Seconds an idle keep-alive HTTP connection is kept.
+    keepalive_timeout: float = Field(default=30.0, gt=0)
+    #: Every TCP connection at once (clients, HTTP, dashboards); default max_connections + 64.
+    max_open_connections: int | None = Field(default=None, ge=1)
     memory_budget_mb: int | None = Field(default=None, ge=0)
     #: Host names (besides IP addresses, localhost, the bind address and this machine's name) the
     #: hub answers to; ".example.com" allows its subdomains, "*" any name (no DNS-rebinding defence).
@@ -144,6 +155,10 @@ class HubConfig(_Strict):
     switch_hold_s: float = Field(default=60.0, ge=0)
     hf_cache_dir: Path | None = None
     hf_endpoint: str | None = None
+
+    @property
+    def open_connection_cap(self) -> int:
+        return self.max_open_connections or self.max_connections + 64
 
     @property
     def log_path(self) -> Path:
