@@ -84,6 +84,7 @@ class BackendLink:
                 await self._connect_and_serve()
                 delays, failures = self._delays(), 0
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                _reraise_cancellation()
                 failures += 1
                 logger.debug("%s: connect failed (%s), attempt %d", self.name, exc, failures)
             limit = self.config.max_reconnect_attempts
@@ -97,7 +98,7 @@ class BackendLink:
                 await asyncio.wait_for(self._wake.wait(), timeout=next(delays))
                 delays, failures = self._delays(), 0
             except TimeoutError:
-                pass
+                _reraise_cancellation()
 
     def _delays(self) -> Iterator[float]:
         return backoff(initial=self.config.reconnect_interval, max_delay=max(10.0, self.config.reconnect_interval))
@@ -143,8 +144,8 @@ class BackendLink:
             if exc.request_id is None:
                 return
             # Answer the request it was meant for, so it does not wait for its deadline.
-            obj = protocol.error_message(exc.request_id, f"the backend's answer: {exc.message}", ErrorCode.INTERNAL)
-            obj = obj.model_dump(exclude_none=True)
+            error = protocol.error_message(exc.request_id, f"the backend's answer: {exc.message}", ErrorCode.INTERNAL)
+            obj = error.model_dump(exclude_none=True)
         rid = obj.get("request_id")
         if rid is not None and rid in self._control and obj.get("type") in _CONTROL_TYPES | {"error"}:
             fut = self._control.pop(rid)
@@ -203,6 +204,7 @@ class BackendLink:
                 await self._ping_once()
                 failures = 0
             except (TimeoutError, HubError) as exc:
+                _reraise_cancellation()
                 failures += 1
                 logger.warning("%s: health_check failed (%s), %d in a row", self.name, exc or "timeout", failures)
                 self._listener.link_ping_failed(self.name, failures)
@@ -220,3 +222,11 @@ class BackendLink:
     async def close(self) -> None:
         if self._ws is not None:
             await self._ws.close()
+
+
+def _reraise_cancellation() -> None:
+    """A timeout can hide a cancellation that arrived at the same moment (aiohttp's connect
+    timeout turns it into ``TimeoutError``): a task asked to stop must stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 class ModelControl(Protocol):
-    """Loads or unloads a backend's model, recording memory before/after (``Hub.model_control``)."""
+    """Loads or unloads a backend's model, recording memory before/after (``ModelLifecycle.control``)."""
 
     def __call__(self, name: str, action: str, reason: str = ...) -> Awaitable[dict[str, Any]]: ...
 
@@ -28,7 +28,7 @@ class ProviderSwitch:
     """Remembers which local backends it unloaded for an external provider, and reloads them.
 
     Args:
-        model_control: ``Hub.model_control``.
+        model_control: ``ModelLifecycle.control``.
         model_loaded: whether a backend's model is loaded now (``BackendRuntime.model_loaded``).
     """
 
