@@ -88,7 +88,13 @@ class HttpApi:
             )
         hub = self._hub
         try:
-            hub.runtime(name)
+            runtime = hub.runtime(name)
+            if action in ("start", "restart", "load") and not runtime.config.enabled:
+                return error_response(
+                    f"backend {name!r} is disabled in the config (enabled: false); enable it there to {action} it",
+                    ErrorCode.BAD_REQUEST,
+                    409,
+                )
             logger.info("admin: %s %s", action, name)
             if action in ("load", "unload"):
                 result = await hub.lifecycle.admin(name, action)

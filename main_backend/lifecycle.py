@@ -64,6 +64,8 @@ class ModelLifecycle:
         #: Memory held for loads in progress (MB by backend); a loaded model counts by its flag.
         self._reserved: dict[str, float] = {}
         self._ticker: asyncio.Task[None] | None = None
+        #: Backends kept loaded however long they idle (a capability binding uses them).
+        self.keep_loaded: Callable[[str], bool] = lambda name: False
         logger.info("model memory budget: %.0f MB (%s)", self.budget_mb, self.budget_source)
 
     def start(self) -> None:
@@ -272,6 +274,8 @@ class ModelLifecycle:
         if keep < 0 or not rt.model_loaded or not rt.serving or not _idle(rt) or self.loading(rt.name):
             return False
         if rt.actions.locked():  # a start/stop/restart or another load/unload is under way
+            return False
+        if self.keep_loaded(rt.name):
             return False
         return self._clock() - rt.last_used >= keep
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -46,8 +47,10 @@ class BackendLink:
         session: aiohttp.ClientSession,
         token: str | None = None,
         max_message_bytes: int = 64 * 1024 * 1024,
+        tls: ssl.SSLContext | aiohttp.Fingerprint | None = None,
     ) -> None:
         self.config = config
+        self._tls = tls
         self.name = config.name
         self._listener = listener
         self._session = session
@@ -83,6 +86,9 @@ class BackendLink:
             try:
                 await self._connect_and_serve()
                 delays, failures = self._delays(), 0
+            except (aiohttp.ServerFingerprintMismatch, aiohttp.ClientConnectorCertificateError) as exc:
+                failures += 1  # a wrong certificate does not fix itself: say so every time
+                logger.warning("%s: TLS check of %s failed: %s", self.name, self.config.url, exc)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 _reraise_cancellation()
                 failures += 1
@@ -100,6 +106,10 @@ class BackendLink:
             except TimeoutError:
                 _reraise_cancellation()
 
+    async def connect_once(self) -> None:
+        """Connect and serve until the connection ends (a replica set reconnects on its own terms)."""
+        await self._connect_and_serve()
+
     def _delays(self) -> Iterator[float]:
         return backoff(initial=self.config.reconnect_interval, max_delay=max(10.0, self.config.reconnect_interval))
 
@@ -113,6 +123,7 @@ class BackendLink:
             heartbeat=None,
             max_msg_size=self._max_message_bytes,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+            ssl=self._tls if self._tls is not None else True,
         )
         self._ws = ws
         self.connects += 1

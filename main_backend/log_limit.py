@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 
 class LogLimiter:
@@ -33,3 +36,19 @@ class LogLimiter:
             args = (*args, skipped, self._interval)
         self._logger.log(level, msg, *args)
         return True
+
+
+class PeerErrorLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The HTTP server's logger: a malformed request from a peer (oversized or broken headers) is
+    one rate-limited line without a traceback; errors in the hub's own handlers keep theirs."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+        super().__init__(logger, {})
+        self._limiter = LogLimiter(logger, interval)
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            detail = f"{exc_info.code} {exc_info.message}".strip()[:200].encode("unicode_escape").decode()
+            self._limiter.log(logging.WARNING, "bad-http-request", f"{msg}: %s", *args, detail)
+            return
+        self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)

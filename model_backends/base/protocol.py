@@ -299,14 +299,16 @@ def error_message(
     *,
     model: str | None = None,
     retry_after: float | None = None,
+    retryable: bool | None = None,
 ) -> ErrorMessage:
-    """Build an ``error`` message with its retry hint filled in from the code."""
+    """Build an ``error`` message with its retry hint filled in from the code (or ``retryable``,
+    where the code alone does not tell: a backend that has failed for good is unavailable too)."""
     return ErrorMessage(
         request_id=request_id,
         error=error,
         code=code,
         model=model,
-        retryable=code in RETRYABLE,
+        retryable=code in RETRYABLE if retryable is None else retryable,
         retry_after=retry_after,
     )
 
