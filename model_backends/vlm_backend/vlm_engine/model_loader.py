@@ -29,6 +29,7 @@ class LoadedModel:
     tokenizer: Any
     device: str
     accepts_images: bool
+    folder: Path | None = None
 
 
 def resolve_model_folder(model_path: str | None) -> Path:
@@ -77,7 +78,7 @@ def load_model(model_path: str | None, device: str | None, *, trust_remote_code:
     tokenizer = getattr(processor, "tokenizer", processor)
     name = model_path or DEFAULT_MODEL_NAME
     logger.info("loaded %s (%s, images %s) on %s as %s", name, type(model).__name__, accepts_images, dev, dtype)
-    return LoadedModel(name, model, processor, tokenizer, dev, accepts_images)
+    return LoadedModel(name, model, processor, tokenizer, dev, accepts_images, folder)
 
 
 def _load_vision(folder: Path, config: Any, kwargs: dict[str, Any]) -> tuple[Any, Any, bool] | None:
