@@ -147,7 +147,7 @@ def test_a_download_cut_by_a_hub_restart_is_interrupted_and_completes_when_start
                     break
             stopping = time.monotonic()
             assert hub.stop() == 0
-            assert time.monotonic() - stopping < 10  # the download did not hold the hub up
+            assert time.monotonic() - stopping < 8  # the download did not hold the hub up (about 10 s more)
         with hub_process(config, tmp_path, env=env) as hub:
             [record] = get_json(f"{hub.http}/api/downloads", headers=ADMIN)["downloads"]
             assert (record["id"], record["state"]) == (first["id"], "interrupted")
