@@ -154,8 +154,8 @@ class BackendLink:
             if exc.request_id is None:
                 return
             # Answer the request it was meant for, so it does not wait for its deadline.
-            obj = protocol.error_message(exc.request_id, f"the backend's answer: {exc.message}", ErrorCode.INTERNAL)
-            obj = obj.model_dump(exclude_none=True)
+            error = protocol.error_message(exc.request_id, f"the backend's answer: {exc.message}", ErrorCode.INTERNAL)
+            obj = error.model_dump(exclude_none=True)
         rid = obj.get("request_id")
         if rid is not None and rid in self._control and obj.get("type") in _CONTROL_TYPES | {"error"}:
             fut = self._control.pop(rid)
