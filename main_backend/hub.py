@@ -14,8 +14,12 @@ from typing import Any
 
 import aiohttp
 
+from main_backend import providers as provider_registry
 from main_backend.backend_runtime import BackendRuntime, ModelEvent
+from main_backend.capabilities.bindings import CapabilityBindings
+from main_backend.capabilities.service import CapabilityService
 from main_backend.config import Config
+from main_backend.gateway.switching import ProviderSwitch
 from main_backend.lifecycle import ModelLifecycle
 from main_backend.metrics import HubMetrics
 from main_backend.placement.placements import Placements
@@ -24,6 +28,8 @@ from main_backend.router import Router
 from main_backend.scheduler import Scheduler
 from main_backend.sessions import ClientSession
 from main_backend.state import BackendState, Event, StateMachine
+from main_backend.statedb.database import StateDatabase
+from main_backend.statedb.store import StateStore
 from main_backend.supervisor import Supervisor
 from model_backends.base import protocol
 from model_backends.base.errors import BackendUnavailableError, ErrorCode, HubError, UnknownModelError
@@ -65,6 +71,26 @@ class Hub:
         )
         self.lifecycle = ModelLifecycle(self, config.hub.memory_budget_mb)
         self.router.gate = self.lifecycle
+        self.state = StateStore(config.hub.state_path)
+        self.providers = provider_registry.ProviderRegistry(config.external_providers)
+        self.bindings = CapabilityBindings({str(c): m for c, m in config.capabilities.items()})
+        self.switch = ProviderSwitch(
+            self.lifecycle.control,
+            lambda name: name in self.runtimes and self.runtimes[name].model_loaded,
+            busy=lambda name: name in self.runtimes and not _idle(self.runtimes[name]),
+            in_use=lambda name: bool(self.bindings.uses(name)),
+            hold_s=config.hub.switch_hold_s,
+        )
+        self.capabilities = CapabilityService(
+            self.bindings,
+            self.state,
+            self.providers,
+            self.runtimes,
+            self.switch,
+            lambda name, reason: self.lifecycle.control(name, "load", reason=reason),
+        )
+        self.router.resolve_model = self.resolve_client_model
+        self.lifecycle.keep_loaded = lambda name: bool(self.bindings.uses(name))
         self.placements = Placements(config.hub.log_path)
         self._http: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -81,6 +107,11 @@ class Hub:
 
     # ------------------------------------------------------------------ life cycle
     async def start(self) -> None:
+        await self.state.open()
+        stored = await self.state.run(StateDatabase.providers)
+        for line in provider_registry.restore(self.providers, stored):
+            logger.warning("providers: %s", line)
+        await self.capabilities.restore()
         self._http = aiohttp.ClientSession()
         self.lifecycle.start()
         for name, rt in self.runtimes.items():
@@ -149,6 +180,8 @@ class Hub:
         for session in list(self.sessions):
             await session.ws.close(code=1001, message=b"hub shutting down")
             await session.close()
+        await self.capabilities.close()
+        await self.switch.close()
         await self.lifecycle.close()
         for rt in self.runtimes.values():
             if rt.config.enabled:
@@ -163,6 +196,17 @@ class Hub:
         await self.placements.close()
         if self._http is not None:
             await self._http.close()
+        await self.state.close()
+
+    def resolve_client_model(self, name: str) -> str:
+        """A WebSocket client's ``model``: a backend, or a capability bound to one."""
+        resolved = self.bindings.resolve(name)
+        if resolved != name and resolved not in self.runtimes:
+            raise UnknownModelError(
+                f"capability {name!r} is bound to external provider {resolved!r}, which only "
+                "/v1/chat/completions reaches; bind it to a local backend to use it here"
+            )
+        return resolved
 
     # ------------------------------------------------------------------ admin
     async def model_control(self, name: str, action: str, reason: str = "admin") -> dict[str, Any]:
@@ -310,6 +354,10 @@ class Hub:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_log_task_error)
+
+
+def _idle(rt: BackendRuntime) -> bool:
+    return rt.scheduler.in_flight == 0 and rt.scheduler.queued == 0
 
 
 def _mb(value: int | None) -> str:

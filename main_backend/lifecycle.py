@@ -64,6 +64,8 @@ class ModelLifecycle:
         self._loads: dict[str, asyncio.Task[None]] = {}
         self._busy: dict[str, asyncio.Lock] = {}
         self._ticker: asyncio.Task[None] | None = None
+        #: Backends kept loaded however long they idle (a capability binding uses them).
+        self.keep_loaded: Callable[[str], bool] = lambda name: False
         logger.info("model memory budget: %.0f MB (%s)", self.budget_mb, self.budget_source)
 
     def start(self) -> None:
@@ -191,6 +193,8 @@ class ModelLifecycle:
     def _expired(self, rt: BackendRuntime) -> bool:
         keep = rt.config.keep_alive
         if keep < 0 or not rt.model_loaded or not rt.serving or not _idle(rt) or self.loading(rt.name):
+            return False
+        if self.keep_loaded(rt.name):
             return False
         return self._clock() - rt.last_used >= keep
 

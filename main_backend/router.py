@@ -79,6 +79,8 @@ class Router:
         self.frame_listeners: list[FrameListener] = []
         self.client_max_in_flight = 1_000_000
         self.accepting = True
+        #: Maps a client's ``model`` to a backend name (capability names); raises ``HubError`` if it cannot.
+        self.resolve_model: Callable[[str], str] | None = None
 
     @property
     def pending_count(self) -> int:
@@ -150,6 +152,12 @@ class Router:
                 session, req.request_id, "model (or models) is required: the name of a backend", ErrorCode.BAD_REQUEST
             )
             return
+        if self.resolve_model is not None:
+            try:
+                targets = [self.resolve_model(t) for t in targets]
+            except HubError as exc:
+                self._reply_error(session, req.request_id, exc.message, exc.code)
+                return
         unknown = [t for t in targets if t not in self.runtimes]
         if unknown:
             self._reply_error(

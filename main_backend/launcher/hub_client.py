@@ -66,6 +66,12 @@ class HubClient:
     def post(self, path: str, timeout: float | None = None) -> Any:
         return self._call("POST", path, self._admin_key, timeout)
 
+    def put(self, path: str, body: Any, timeout: float | None = None) -> Any:
+        return self._call("PUT", path, self._admin_key, timeout, body)
+
+    def post_json(self, path: str, body: Any, timeout: float | None = None) -> Any:
+        return self._call("POST", path, self._admin_key, timeout, body)
+
     def alive(self) -> bool:
         try:
             self.get("/healthz")
@@ -73,11 +79,15 @@ class HubClient:
             return False
         return True
 
-    def _call(self, method: str, path: str, key: str | None, timeout: float | None = None) -> Any:
+    def _call(self, method: str, path: str, key: str | None, timeout: float | None = None, body: Any = None) -> Any:
         headers = {"Accept": "application/json"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(f"{self.base_url}{path}", method=method, headers=headers)
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(f"{self.base_url}{path}", data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout or self._timeout) as response:
                 return json.loads(response.read() or b"null")

@@ -82,6 +82,8 @@ class BaseModelBackend(ABC):
     name: str = "backend"
     version: str = "0.1.0"
     max_batch_size: int = 1
+    #: Browser origins allowed to open a WebSocket to this backend directly (none: use the hub).
+    allowed_origins: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -231,6 +233,12 @@ class BaseModelBackend(ABC):
 
     # ------------------------------------------------------------------ connection
     def _check_auth(self, conn: ServerConnection, request: Request) -> Response | None:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in self.allowed_origins:
+            # Only the hub and scripts talk to a backend; a browser page (any site the user
+            # visits) must not reach it on loopback. Browsers go through the hub.
+            logger.warning("refused a connection from a browser origin %r", origin[:100])
+            return conn.respond(HTTPStatus.FORBIDDEN, "browser origins may not connect to a backend; use the hub\n")
         if self._auth_token is None:
             return None
         supplied = request.headers.get("Authorization", "")
