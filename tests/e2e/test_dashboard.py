@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import threading
 import urllib.error
@@ -19,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.conftest import two_echo_config
-from tests.support.processes import REPO, RunningProcess, echo_backend_config, get_json, hub_process
+from tests.support.processes import RunningProcess, echo_backend_config, get_json, hub_process
 from tests.support.wsclient import open_ws, recv_until_final, send_json
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,7 +31,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-SCREENSHOT = REPO / "docs" / "screenshots" / "dashboard.png"
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 pytestmark = pytest.mark.skipif(
@@ -146,13 +144,6 @@ def test_dashboard_follows_a_killed_backend_and_model_unload_without_reloading(
         page.wait_for_function("() => document.querySelectorAll('.card .chart polyline').length >= 3")
         assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
         assert traffic.answers > 10
-        page.wait_for_timeout(1500)  # one more second of chart points for the picture
-        page.evaluate("document.getElementById('toast').hidden = true")
-        shot = tmp_path / "dashboard.png"
-        page.screenshot(path=str(shot), full_page=True)
-    if os.environ.get("HUB_UPDATE_SCREENSHOTS"):  # refresh the README's picture on request only
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
 
 
 def test_dashboard_feed_needs_the_api_key_when_one_is_set(browser_page: Any, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from websockets.sync.client import connect
 from model_backends.base.protocol import join_envelope
 from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_ARGS, playwright_sync
 from tests.integration.test_fatigue_backend import close_eyes, encode
-from tests.support.processes import REPO, RunningProcess, echo_backend_config, free_port, hub_process
+from tests.support.processes import REPO, RunningProcess, echo_backend_config, free_port, get_json, hub_process
 
 skimage_data = pytest.importorskip("skimage.data", reason="the camera stream is made from scikit-image's astronaut")
 
@@ -37,7 +38,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: run scripts/install_browser.sh"),
     pytest.mark.skipif(
-        not all((BACKENDS / f"{b}_backend" / ".venv" / "bin" / "python").exists() for b in ("fatigue", "emotion", "eeg")),
+        not all((BACKENDS / f"{b}_backend" / ".venv/bin/python").exists() for b in ("fatigue", "emotion", "eeg")),
         reason="the fatigue, emotion and eeg venvs are not built: run make setup",
     ),
 ]
@@ -55,9 +56,12 @@ def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProces
             "emotion": real_backend("emotion", eager_load=True),
             "eeg": real_backend("eeg"),
             "chat": echo_backend_config(path=str(CHAT_BACKEND), chat=True, env={"CHAT_WORD_DELAY": "0.12"}),
-        }
+            "chat2": echo_backend_config(path=str(CHAT_BACKEND), chat=True),
+        },
+        "capabilities": {"text": "chat", "vision": "chat"},
     }
-    with hub_process(config, tmp_path_factory.mktemp("live"), wait_ready=list(config["model_backends"]), timeout=120) as hub:
+    names = list(config["model_backends"])
+    with hub_process(config, tmp_path_factory.mktemp("live"), wait_ready=names, timeout=120) as hub:
         yield hub
 
 
@@ -168,15 +172,10 @@ def test_live_view_draws_findings_follows_closed_eyes_and_chat_streams(
         assert open_score < 0.3, open_score
         page.wait_for_function("() => Number(document.getElementById('chart-eeg').dataset.points) >= 10")
 
-        camera.eyes_closed = True
-        page.wait_for_function("() => document.getElementById('ro-eyes').textContent === 'closed'")
-        page.wait_for_function("() => Number(document.getElementById('gauge').dataset.score) >= 0.6")
-        page.wait_for_function("() => Number(document.getElementById('ro-perclos').dataset.value) > 0.2")
-        assert page.get_attribute("#gauge-level", "data-level") in ("drowsy", "very_drowsy")
-        assert int(page.get_attribute("#chart-perclos", "data-points") or 0) >= 2
-
         # chat: text + an image, streamed word by word through /v1/chat/completions
-        page.wait_for_function("() => [...document.querySelectorAll('#chat-model option')].some(o => o.value === 'chat')")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#chat-model option')].some(o => o.value == 'chat')"
+        )
         page.select_option("#chat-model", "chat")
         photo = tmp_path / "astronaut.jpg"
         photo.write_bytes(camera.open_jpeg)
@@ -191,11 +190,27 @@ def test_live_view_draws_findings_follows_closed_eyes_and_chat_streams(
             "return m && m.dataset.state === 'waiting' && m.textContent.length > 8; }"
         )
         page.wait_for_selector(".msg.assistant[data-state='done']")
-        assert page.text_content(".msg.assistant .text") == question
+        answer = page.text_content(".msg.assistant .text") or ""
+        assert answer.startswith("<image:image/jpeg") and answer.endswith(question), answer  # the image reached it
         assert page.get_attribute(".msg.user img", "alt") == "attached image"
 
-        camera.eyes_closed = False  # the picture shows the closed-eye frame's findings until the next frame
-        page.wait_for_timeout(800)
+        # the capability bindings: `text` moved to chat2 from the page
+        page.click("#caps summary")
+        page.select_option('.cap[data-capability="text"] select', "chat2")
+        deadline = time.monotonic() + 20
+        while get_json(f"{live_hub.http}/api/capabilities")["capabilities"]["text"]["model"] != "chat2":
+            assert time.monotonic() < deadline, "the page did not bind text to chat2"
+            time.sleep(0.2)
+        page.click("#caps summary")
+
+        camera.eyes_closed = True
+        page.wait_for_function("() => document.getElementById('ro-eyes').textContent === 'closed'")
+        page.wait_for_function("() => Number(document.getElementById('gauge').dataset.score) >= 0.6")
+        page.wait_for_function("() => Number(document.getElementById('ro-perclos').dataset.value) > 0.2")
+        assert page.get_attribute("#gauge-level", "data-level") in ("drowsy", "very_drowsy")
+        assert int(page.get_attribute("#chart-perclos", "data-points") or 0) >= 2
+
+        page.wait_for_timeout(500)
         shot_wide = tmp_path / "dashboard-1400.png"
         page.screenshot(path=str(shot_wide), full_page=True)
 
@@ -221,17 +236,23 @@ def test_live_view_draws_findings_follows_closed_eyes_and_chat_streams(
 LAYOUT_PROBLEMS = """() => {
   const problems = [];
   const width = document.documentElement.clientWidth;
-  if (document.documentElement.scrollWidth > width) problems.push(`page scrolls: ${document.documentElement.scrollWidth} > ${width}`);
+  const scrolled = document.documentElement.scrollWidth;
+  if (scrolled > width) problems.push(`page scrolls sideways: ${scrolled} > ${width}`);
   for (const el of document.querySelectorAll('body *')) {
     const style = getComputedStyle(el);
     if (style.display === 'none' || style.visibility === 'hidden' || el.closest('[hidden]')) continue;
     const rect = el.getBoundingClientRect();
     if (!rect.width && !rect.height) continue;
-    const name = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + (el.className && el.className.baseVal === undefined ? '.' + el.className : '');
-    if (rect.right > width + 0.5 || rect.left < -0.5) problems.push(`${name} sticks out: ${rect.left.toFixed(0)}..${rect.right.toFixed(0)}`);
+    const cls = typeof el.className === 'string' && el.className ? '.' + el.className : '';
+    const name = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') + cls;
+    if (rect.right > width + 0.5 || rect.left < -0.5) {
+      problems.push(`${name} sticks out: ${rect.left.toFixed(0)}..${rect.right.toFixed(0)}`);
+    }
     const hides = ['hidden', 'clip'].includes(style.overflowX) || style.textOverflow === 'ellipsis';
     const hasText = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
-    if (hides && hasText && el.scrollWidth > el.clientWidth + 1) problems.push(`${name} clips its text: ${el.textContent.slice(0, 40)}`);
+    if (hides && hasText && el.scrollWidth > el.clientWidth + 1) {
+      problems.push(`${name} clips its text: ${el.textContent.slice(0, 40)}`);
+    }
   }
   return problems;
 }"""
