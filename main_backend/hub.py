@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from collections.abc import Coroutine
@@ -19,6 +20,7 @@ from main_backend.backend_runtime import BackendRuntime, ModelEvent
 from main_backend.capabilities.bindings import CapabilityBindings
 from main_backend.capabilities.service import CapabilityService
 from main_backend.config import Config
+from main_backend.downloads.manager import DownloadManager
 from main_backend.gateway.switching import ProviderSwitch
 from main_backend.lifecycle import ModelLifecycle
 from main_backend.metrics import HubMetrics
@@ -68,6 +70,7 @@ class Hub:
             self._backend_token,
             stop_grace=config.hub.shutdown_grace,
             withheld_env=config.secret_env_names(),
+            parent_env=_backend_parent_env(config),
         )
         self.lifecycle = ModelLifecycle(self, config.hub.memory_budget_mb)
         self.router.gate = self.lifecycle
@@ -90,6 +93,7 @@ class Hub:
             lambda name, reason: self.lifecycle.control(name, "load", reason=reason),
         )
         self.router.resolve_model = self.resolve_client_model
+        self.downloads = DownloadManager(self.state, config.hub.hf_cache_path, config.hub.hf_endpoint)
         self.lifecycle.keep_loaded = lambda name: bool(self.bindings.uses(name))
         self.placements = Placements(config.hub.log_path)
         self._http: aiohttp.ClientSession | None = None
@@ -112,6 +116,7 @@ class Hub:
         for line in provider_registry.restore(self.providers, stored):
             logger.warning("providers: %s", line)
         await self.capabilities.restore()
+        await self.downloads.restore()
         self._http = aiohttp.ClientSession()
         self.lifecycle.start()
         for name, rt in self.runtimes.items():
@@ -181,6 +186,7 @@ class Hub:
             await session.ws.close(code=1001, message=b"hub shutting down")
             await session.close()
         await self.capabilities.close()
+        await self.downloads.close()
         await self.switch.close()
         await self.lifecycle.close()
         for rt in self.runtimes.values():
@@ -354,6 +360,14 @@ class Hub:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_log_task_error)
+
+
+def _backend_parent_env(config: Config) -> dict[str, str]:
+    """The hub's environment, plus the Hugging Face cache downloads go to (so backends load from it)."""
+    env = dict(os.environ)
+    if config.hub.hf_cache_path is not None:
+        env["HF_HUB_CACHE"] = str(config.hub.hf_cache_path)
+    return env
 
 
 def _idle(rt: BackendRuntime) -> bool:
