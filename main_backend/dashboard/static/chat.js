@@ -17,7 +17,9 @@ async function loadChatModels() {
     const res = await fetch("/api/capabilities", { headers: authHeaders(), cache: "no-store" });
     if (res.ok) {
       const body = await res.json();
-      const caps = Array.isArray(body) ? body : body.capabilities || [];
+      const found = Array.isArray(body) ? body : body.capabilities || [];
+      // GET /api/capabilities: {"capabilities": {"text": {"model": "vlm", ...}, ...}}; only bound ones are usable
+      const caps = Array.isArray(found) ? found : Object.keys(found).filter((cap) => found[cap] && found[cap].model);
       for (const cap of caps) {
         const name = typeof cap === "string" ? cap : cap.capability || cap.name;
         if (name && !names.includes(name)) names.push(name);
