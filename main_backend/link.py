@@ -90,6 +90,7 @@ class BackendLink:
                 failures += 1  # a wrong certificate does not fix itself: say so every time
                 logger.warning("%s: TLS check of %s failed: %s", self.name, self.config.url, exc)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                _reraise_cancellation()
                 failures += 1
                 logger.debug("%s: connect failed (%s), attempt %d", self.name, exc, failures)
             limit = self.config.max_reconnect_attempts
@@ -103,7 +104,7 @@ class BackendLink:
                 await asyncio.wait_for(self._wake.wait(), timeout=next(delays))
                 delays, failures = self._delays(), 0
             except TimeoutError:
-                pass
+                _reraise_cancellation()
 
     async def connect_once(self) -> None:
         """Connect and serve until the connection ends (a replica set reconnects on its own terms)."""
@@ -154,8 +155,8 @@ class BackendLink:
             if exc.request_id is None:
                 return
             # Answer the request it was meant for, so it does not wait for its deadline.
-            obj = protocol.error_message(exc.request_id, f"the backend's answer: {exc.message}", ErrorCode.INTERNAL)
-            obj = obj.model_dump(exclude_none=True)
+            error = protocol.error_message(exc.request_id, f"the backend's answer: {exc.message}", ErrorCode.INTERNAL)
+            obj = error.model_dump(exclude_none=True)
         rid = obj.get("request_id")
         if rid is not None and rid in self._control and obj.get("type") in _CONTROL_TYPES | {"error"}:
             fut = self._control.pop(rid)
@@ -214,6 +215,7 @@ class BackendLink:
                 await self._ping_once()
                 failures = 0
             except (TimeoutError, HubError) as exc:
+                _reraise_cancellation()
                 failures += 1
                 logger.warning("%s: health_check failed (%s), %d in a row", self.name, exc or "timeout", failures)
                 self._listener.link_ping_failed(self.name, failures)
@@ -231,3 +233,11 @@ class BackendLink:
     async def close(self) -> None:
         if self._ws is not None:
             await self._ws.close()
+
+
+def _reraise_cancellation() -> None:
+    """A timeout can hide a cancellation that arrived at the same moment (aiohttp's connect
+    timeout turns it into ``TimeoutError``): a task asked to stop must stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +127,40 @@ def test_the_download_command_resumes_after_a_cut_and_draws_a_progress_bar(
     assert "100%" in done.stderr and "Trying to resume download" in done.stderr
     snapshot = assert_resumed_and_complete(mirror, cache, model_folder)
     assert f"done: {snapshot}" in done.stdout
+
+
+def test_a_download_cut_by_a_hub_restart_is_interrupted_and_completes_when_started_again(
+    tmp_path: Path, model_folder: Path
+) -> None:
+    cache = tmp_path / "hf-cache"
+    config = {"hub": {"hf_cache_dir": str(cache)}, "model_backends": {}}
+    env = {"HUB_ADMIN_KEY": "admin-key"}
+    with hf_mirror(tmp_path, REPO_ID, model_folder, slice_delay=0.1) as mirror:  # about 10 s for the weights
+        body = json.dumps({"repo_id": REPO_ID, "endpoint": mirror.http}).encode()
+        headers = {"Content-Type": "application/json", **ADMIN}
+        with hub_process(config, tmp_path, env=env) as hub:
+            req = urllib.request.Request(f"{hub.http}/api/downloads", data=body, method="POST", headers=headers)
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                first = json.loads(resp.read())
+            for _kind, record in events(f"{hub.http}/api/downloads/{first['id']}/events"):
+                if record["files_done"] == 1:  # config.json is complete, the weights are on their way
+                    break
+            stopping = time.monotonic()
+            assert hub.stop() == 0
+            assert time.monotonic() - stopping < 8  # the download did not hold the hub up (about 10 s more)
+        with hub_process(config, tmp_path, env=env) as hub:
+            [record] = get_json(f"{hub.http}/api/downloads", headers=ADMIN)["downloads"]
+            assert (record["id"], record["state"]) == (first["id"], "interrupted")
+            assert record["bytes_done"] < WEIGHTS_BYTES
+            req = urllib.request.Request(f"{hub.http}/api/downloads", data=body, method="POST", headers=headers)
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                again = json.loads(resp.read())
+            kinds = [kind for kind, _ in events(f"{hub.http}/api/downloads/{again['id']}/events")]
+            assert kinds[-1] == "done"
+        log = get_json(f"{mirror.http}/_log")
+    # Files completed before the restart are kept; huggingface_hub 1.33 starts a cut file over.
+    assert [e["path"] for e in log if e["method"] == "GET" and e["path"].endswith("/config.json")] == [
+        f"/{REPO_ID}/resolve/{COMMIT}/config.json"
+    ]
+    snapshot = cache / f"models--{REPO_ID.replace('/', '--')}" / "snapshots" / COMMIT
+    assert sha256(snapshot / "weights.bin") == sha256(model_folder / "weights.bin")

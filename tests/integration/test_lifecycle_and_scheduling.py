@@ -195,3 +195,33 @@ async def test_a_backend_that_declares_a_batch_size_gets_batches(tmp_path: Path)
     assert all(a["type"] == "inference_response" for a in answers)
     assert sorted(a["data"]["echo"]["i"] for a in answers) == list(range(9))
     assert max(a["data"].get("batch", 1) for a in answers) == 4  # the hub widened its window to the batch size
+
+
+async def test_two_first_loads_at_once_never_overcommit_the_memory_budget(tmp_path: Path) -> None:
+    slow_load = {"ECHO_LOAD_SECONDS": "1.0"}
+    config = {
+        "hub": {"memory_budget_mb": 300},
+        "model_backends": {
+            "echo": echo_backend_config(memory_mb=200, keep_alive=-1, env=slow_load),
+            "echo2": echo_backend_config(memory_mb=200, keep_alive=-1, env=slow_load),
+        },
+    }
+    with hub_process(config, tmp_path, wait_ready=["echo", "echo2"]) as hub:
+        both_loaded_seen = False
+
+        async def watch() -> None:
+            nonlocal both_loaded_seen
+            while True:
+                backends = (await asyncio.to_thread(get_json, f"{hub.http}/api/backends"))["backends"]
+                both_loaded_seen |= all(b["model_loaded"] for b in backends)
+                await asyncio.sleep(0.02)
+
+        watcher = asyncio.create_task(watch())
+        async with await open_ws(hub.ws) as ws1, await open_ws(hub.ws) as ws2:
+            one, two = await asyncio.gather(_ask(ws1, "1", "echo"), _ask(ws2, "2", "echo2"))
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        loaded = [b["name"] for b in get_json(f"{hub.http}/api/backends")["backends"] if b["model_loaded"]]
+    assert one["type"] == two["type"] == "inference_response"
+    assert len(loaded) == 1
+    assert not both_loaded_seen

@@ -18,7 +18,9 @@ async function loadChatModels() {
     if (res.ok) {
       const body = await res.json();
       renderCapabilities(body);
-      for (const name of Object.keys(body.capabilities || {})) {
+      // {"capabilities": {"text": {"model": "vlm", ...}, ...}}: only bound capabilities can answer
+      const bound = Object.entries(body.capabilities || {}).filter(([, info]) => info && info.model);
+      for (const [name] of bound) {
         if (!names.includes(name)) names.push(name);
       }
     }
