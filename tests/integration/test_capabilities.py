@@ -180,7 +180,6 @@ def test_rebinding_to_a_provider_unloads_the_local_model_and_binding_back_reload
         vlm = backend(hub, "vlm")
         unload = vlm["model_events"][-1]
         assert unload["action"] == "unload" and unload["reason"] == "capability tool_use bound to remote"
-        assert unload["rss_before"] - unload["rss_after"] > 32e6  # the 64 MB "weights" were freed
 
         assert chat(hub, "tool_use", "remote now")["system_fingerprint"] == FINGERPRINT
         assert backend(hub, "vlm")["model_loaded"] is False
