@@ -20,6 +20,7 @@ import orjson
 
 from main_backend.backoff import backoff
 from main_backend.config import BackendConfig
+from main_backend.outbox import Outbox
 from model_backends.base import protocol
 from model_backends.base.errors import BackendUnavailableError, ErrorCode, HubError, ProtocolError
 
@@ -48,6 +49,7 @@ class BackendLink:
         token: str | None = None,
         max_message_bytes: int = 64 * 1024 * 1024,
         tls: ssl.SSLContext | aiohttp.Fingerprint | None = None,
+        send_queue_bytes: int | None = None,
     ) -> None:
         self.config = config
         self._tls = tls
@@ -56,6 +58,9 @@ class BackendLink:
         self._session = session
         self._token = token
         self._max_message_bytes = max_message_bytes
+        #: Bytes of data frames that may wait for the backend's socket (default: one largest frame).
+        self._send_queue_bytes = send_queue_bytes or max_message_bytes
+        self._outbox = Outbox(self._send_queue_bytes, self.name)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._control: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
@@ -126,8 +131,10 @@ class BackendLink:
             ssl=self._tls if self._tls is not None else True,
         )
         self._ws = ws
+        self._outbox = Outbox(self._send_queue_bytes, self.name)
         self.connects += 1
         logger.info("%s: connected to %s", self.name, self.config.url)
+        writer = asyncio.create_task(self._write_loop(ws, self._outbox), name=f"write-{self.name}")
         pinger = asyncio.create_task(self._ping_loop(), name=f"ping-{self.name}")
         reason = "connection closed"
         try:
@@ -141,6 +148,8 @@ class BackendLink:
             reason = exc.message
         finally:
             pinger.cancel()
+            writer.cancel()
+            self._outbox.clear()
             self._ws = None
             await ws.close()
             self._fail_control(reason)
@@ -166,18 +175,33 @@ class BackendLink:
         self._listener.link_frame(self.name, obj)
 
     async def send(self, frame: bytes | str) -> None:
-        """Send a frame to the backend; raises ``BackendUnavailableError`` if the link is down."""
+        """Queue a frame for the backend and return at once (never waits for its socket).
+
+        Raises ``BackendUnavailableError`` if the link is down, ``OverloadedError`` when the
+        frames already waiting for this backend exceed ``send_queue_bytes``.
+        """
+        self._outbox_or_raise().put_data(frame.encode() if isinstance(frame, str) else frame)
+
+    def send_control(self, frame: bytes) -> None:
+        """Queue a control frame: it goes before every waiting data frame."""
+        self._outbox_or_raise().put_control(frame)
+
+    def _outbox_or_raise(self) -> Outbox:
         ws = self._ws
         if ws is None or ws.closed:
             raise BackendUnavailableError(f"backend {self.name!r} is not connected")
+        return self._outbox
+
+    async def _write_loop(self, ws: aiohttp.ClientWebSocketResponse, outbox: Outbox) -> None:
+        """The connection's one writer: only it waits for the backend's socket to drain."""
         try:
-            if isinstance(frame, str):
-                await ws.send_str(frame)
-            else:
+            while True:
+                frame = await outbox.get()
                 opcode = aiohttp.WSMsgType.TEXT if frame[:1] == b"{" else aiohttp.WSMsgType.BINARY
                 await ws.send_frame(frame, opcode)
         except (ConnectionError, RuntimeError) as exc:
-            raise BackendUnavailableError(f"backend {self.name!r}: send failed: {exc}") from exc
+            logger.warning("%s: send failed (%s); closing the link", self.name, exc)
+            await ws.close(code=1011, message=b"send failed")
 
     async def control(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send a control message and wait for its answer (pong, model_state or error)."""
@@ -185,7 +209,7 @@ class BackendLink:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._control[rid] = fut
         try:
-            await self.send(orjson.dumps({**message, "request_id": rid}))
+            self.send_control(orjson.dumps({**message, "request_id": rid}))
             return await asyncio.wait_for(fut, timeout)
         finally:
             self._control.pop(rid, None)

@@ -346,10 +346,10 @@ class Router:
                 if pending is not None:
                     self._finish(
                         pending,
-                        protocol.error_message(pending.client_id, exc.message, exc.code, model=runtime.name).model_dump(
-                            exclude_none=True
-                        ),
-                        "backend_unavailable",
+                        protocol.error_message(
+                            pending.client_id, exc.message, exc.code, model=runtime.name, retry_after=exc.retry_after
+                        ).model_dump(exclude_none=True),
+                        exc.code.value,
                     )
                 return
 

@@ -197,6 +197,28 @@ async def test_a_backend_that_declares_a_batch_size_gets_batches(tmp_path: Path)
     assert max(a["data"].get("batch", 1) for a in answers) == 4  # the hub widened its window to the batch size
 
 
+async def test_a_backend_without_latest_frame_wins_gets_every_chunk_of_a_stream_in_order(tmp_path: Path) -> None:
+    config = {
+        "model_backends": {
+            "keeps": echo_backend_config(max_in_flight=1, latest_frame_wins=False),
+            "drops": echo_backend_config(max_in_flight=1),
+        }
+    }
+    with hub_process(config, tmp_path, wait_ready=["keeps", "drops"]) as hub:
+        async with await open_ws(hub.ws) as ws:
+            answers: dict[str, list[dict[str, Any]]] = {}
+            for model in ("keeps", "drops"):
+                for i in range(8):  # faster than the backend serves them
+                    chunk = {"type": "inference_request", "request_id": f"{model}{i}", "model": model}
+                    await send_json(ws, {**chunk, "stream_id": "subject-1", "data": {"sleep": 0.1, "i": i}})
+                answers[model] = [await recv_json(ws, timeout=20) for _ in range(8)]
+
+    kept = answers["keeps"]
+    assert [a["type"] for a in kept] == ["inference_response"] * 8
+    assert [a["data"]["echo"]["i"] for a in kept] == list(range(8))
+    assert any(a.get("code") == "superseded" for a in answers["drops"])  # cameras keep the newest frame
+
+
 async def test_two_first_loads_at_once_never_overcommit_the_memory_budget(tmp_path: Path) -> None:
     slow_load = {"ECHO_LOAD_SECONDS": "1.0"}
     config = {
