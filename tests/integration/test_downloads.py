@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.support.hf_mirror import COMMIT, hf_mirror
-from tests.support.processes import HUB_PYTHON, REPO, RunningProcess, get_json, hub_process
+from tests.support.processes import HUB_PYTHON, REPO, RunningProcess, free_port, get_json, hub_process
 
 REPO_ID = "test-org/tiny-model"
 #: Over huggingface_hub's 10 MB write chunk, so the cut leaves a partial file to resume from.
@@ -164,3 +164,38 @@ def test_a_download_cut_by_a_hub_restart_is_interrupted_and_completes_when_start
     ]
     snapshot = cache / f"models--{REPO_ID.replace('/', '--')}" / "snapshots" / COMMIT
     assert sha256(snapshot / "weights.bin") == sha256(model_folder / "weights.bin")
+
+
+@pytest.mark.slow
+def test_the_vlm_backend_answers_with_a_model_downloaded_through_the_hub(tmp_path: Path) -> None:
+    vlm_dir = REPO / "model_backends" / "vlm_backend"
+    subprocess.run([str(HUB_PYTHON), "-m", "main_backend", "setup", "vlm"], cwd=REPO, check=True, timeout=900)
+    model = tmp_path / "tiny-vlm"
+    build = [str(vlm_dir / ".venv" / "bin" / "python"), "-m", "tests.support.tiny_vlm", str(model)]
+    subprocess.run(build, cwd=REPO, check=True, timeout=300, capture_output=True)
+    cache = tmp_path / "hf-cache"
+    vlm = {"path": str(vlm_dir), "port": free_port(), "chat": True, "model_path": "test-org/tiny-vlm", "device": "cpu"}
+    config = {
+        "hub": {"hf_cache_dir": str(cache)},
+        "model_backends": {"vlm": {**vlm, "ping_interval": 0.5, "request_timeout": 120}},
+        "capabilities": {"vision": "vlm"},
+    }
+    with (
+        hf_mirror(tmp_path, "test-org/tiny-vlm", model) as mirror,
+        hub_process(config, tmp_path, env={"HUB_ADMIN_KEY": "admin-key"}, wait_ready=["vlm"], timeout=120) as hub,
+    ):
+        body = json.dumps({"repo_id": "test-org/tiny-vlm", "endpoint": mirror.http}).encode()
+        headers = {"Content-Type": "application/json", **ADMIN}
+        req = urllib.request.Request(f"{hub.http}/api/downloads", data=body, method="POST", headers=headers)
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            started = json.loads(resp.read())
+        assert [k for k, _ in events(f"{hub.http}/api/downloads/{started['id']}/events")][-1] == "done"
+        chat = {"model": "vision", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4}
+        req = urllib.request.Request(
+            f"{hub.http}/v1/chat/completions", data=json.dumps(chat).encode(), method="POST", headers=headers
+        )
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            answer = json.loads(resp.read())
+        backend = get_json(f"{hub.http}/api/backends/vlm")
+    assert answer["model"] == "vlm" and answer["choices"][0]["finish_reason"] in ("stop", "length")
+    assert backend["model_loaded"] is True and backend["model"] == "test-org/tiny-vlm"
