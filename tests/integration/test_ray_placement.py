@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import io
+import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -275,3 +278,23 @@ async def test_the_fatigue_model_on_ray_answers_as_it_does_locally(fatigue_hub: 
                 answers[model].append({k: v for k, v in answer["data"].items() if k != "inference_ms"})
     assert answers["fatigue"][0]["face_found"] is True
     assert answers["fatigue_ray"] == answers["fatigue"]
+
+
+def _replica_pids(hub: RunningProcess) -> dict[str, int]:
+    return {r["replica"]: r["pid"] for r in echo_snapshot(hub)["replicas"]["items"] if r["connected"]}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["backend-killed", "backend-hung"])
+async def test_a_replica_whose_backend_dies_or_hangs_is_replaced(ray_hub: RunningProcess, sig: signal.Signals) -> None:
+    wait_replicas_ready(ray_hub, 2)
+    victim, pid = next(iter(_replica_pids(ray_hub).items()))
+    os.kill(pid, sig)
+    try:
+        await asyncio.to_thread(wait_replicas_ready, ray_hub, 2, 180.0, {victim})
+    finally:
+        if sig is signal.SIGSTOP:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    answers = await run_client(ray_hub.ws, 7, 40)
+    assert all(a["type"] == "inference_response" for a in answers)
+    assert pid not in {a["data"]["pid"] for a in answers}
