@@ -118,6 +118,7 @@ def main() -> None:
             results = asyncio.run(
                 hub_phases(direct.url, direct.pid, hub.ws, hub.http, hub.pid, args.n1, args.n16, args.rounds)
             )
+        print("\n".join(r.line() for r in results), flush=True)
         if not args.no_serve:
             results += serve_phases(address, args.n1, args.n16, args.rounds)
     report(results)

@@ -5,8 +5,6 @@ prints one JSON line per phase for bench/peers.py.
     .venv-peers/bin/python -m bench.peers_serve --address 127.0.0.1:6379 --n1 1000 --n16 200
 """
 
-from __future__ import annotations
-
 import argparse
 import asyncio
 import json

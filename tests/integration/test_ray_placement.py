@@ -298,3 +298,9 @@ async def test_a_replica_whose_backend_dies_or_hangs_is_replaced(ray_hub: Runnin
     answers = await run_client(ray_hub.ws, 7, 40)
     assert all(a["type"] == "inference_response" for a in answers)
     assert pid not in {a["data"]["pid"] for a in answers}
+
+
+def test_replica_backends_run_at_normal_priority_not_rays_worker_niceness(ray_hub: RunningProcess) -> None:
+    pids = list(_replica_pids(ray_hub).values())
+    assert len(pids) == 2
+    assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in pids] == [0, 0]
