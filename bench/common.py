@@ -41,26 +41,22 @@ def astronaut_jpeg(width: int = 640, height: int = 480, quality: int = 85) -> by
     return buf.getvalue()
 
 
-def echo_hub_config(tmp: Path, **backend: Any) -> dict[str, Any]:
-    """A models.yaml (as a dict) with one echo backend named ``echo``, limits off for benchmarks."""
-    return {
-        "hub": {"log_dir": str(tmp), "client_rate_limit": 1e9, "client_max_in_flight": 100000},
-        "model_backends": {"echo": echo_backend_config(keep_alive=-1, **backend)},
-    }
-
-
 @contextmanager
 def echo_hub(**backend: Any) -> Iterator[RunningProcess]:
     """A hub supervising one echo backend named ``echo`` (quiet logs), ready to serve."""
-    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
-    with start_hub(echo_hub_config(tmp, **backend), tmp, ready=["echo"]) as hub:
+    with bench_hub({"echo": echo_backend_config(keep_alive=-1, **backend)}) as hub:
         yield hub
 
 
 @contextmanager
-def start_hub(config: dict[str, Any], tmp: Path, ready: list[str], timeout: float = 60) -> Iterator[RunningProcess]:
-    """``serve --supervise`` with ``config`` (quiet logs), once ``ready`` backends are ready."""
+def bench_hub(backends: dict[str, dict[str, Any]], ready_timeout: float = 60.0) -> Iterator[RunningProcess]:
+    """A hub supervising ``backends`` (models.yaml entries by name), quiet logs, all of them ready."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     port = free_port()
+    config = {
+        "hub": {"log_dir": str(tmp), "client_rate_limit": 1e9, "client_max_in_flight": 100000},
+        "model_backends": backends,
+    }
     cfg = tmp / "models.yaml"
     cfg.write_text(yaml.safe_dump(config))
     log = (tmp / "hub.log").open("ab")
@@ -86,7 +82,7 @@ def start_hub(config: dict[str, Any], tmp: Path, ready: list[str], timeout: floa
     hub = RunningProcess(proc, port, tmp / "hub.log")
     try:
         wait_for_port(port, 30, proc)
-        wait_backends_ready(hub, ready, timeout)
+        wait_backends_ready(hub, list(backends), ready_timeout)
         time.sleep(0.2)
         yield hub
     finally:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.common import echo_hub_config, start_hub
+from bench.common import bench_hub
 from bench.peer_clients import PhaseResult, interleaved, ws_call
-from tests.support.processes import ECHO_BACKEND, REPO, backend_process, get_json
+from tests.support.processes import ECHO_BACKEND, REPO, backend_process, echo_backend_config, get_json
 from tests.support.ray_cluster import RAY, ray_head
 
 PEERS_PY = REPO / ".venv-peers" / "bin" / "python"
@@ -106,13 +106,11 @@ def main() -> None:
     started = time.perf_counter()
     with ray_head(num_cpus=4, ray=ray_bin) as address:
         print(f"ray head up in {time.perf_counter() - started:.1f}s at {address}", flush=True)
-        config = echo_hub_config(tmp)
-        config["model_backends"]["echo_ray"] = {
-            **config["model_backends"]["echo"], "placement": "ray", "ray_address": address, "num_cpus": 0.5
-        }  # fmt: skip
-        del config["model_backends"]["echo_ray"]["port"]
+        echo = echo_backend_config(keep_alive=-1)
+        ray_echo = {**echo, "placement": "ray", "ray_address": address, "num_cpus": 0.5}
+        del ray_echo["port"]
         with (
-            start_hub(config, tmp, ready=["echo", "echo_ray"], timeout=300) as hub,
+            bench_hub({"echo": echo, "echo_ray": ray_echo}, ready_timeout=300) as hub,
             backend_process(ECHO_BACKEND, tmp) as direct,
         ):
             results = asyncio.run(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +48,11 @@ class BackendRuntime:
     loads: int = 0
     unloads: int = 0
     requests: int = 0
+    #: Requests answered with a result (not superseded, cancelled or failed): what throughput counts.
+    answered: int = 0
     errors: int = 0
+    #: Held by each start, stop, restart, load and unload of this backend: one at a time.
+    actions: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def name(self) -> str:
@@ -67,6 +72,7 @@ class BackendRuntime:
         return {
             "name": self.name,
             "description": self.config.description,
+            "enabled": self.config.enabled,
             "state": self.state.state.value,
             "state_since_s": round(time.monotonic() - self.state.since, 3),
             "managed": self.config.is_managed,
@@ -80,6 +86,7 @@ class BackendRuntime:
             "rejected_total": self.scheduler.rejected_total,
             "latency": self.latency.summary(),
             "requests": self.requests,
+            "answered": self.answered,
             "errors": self.errors,
             "restarts": self.restarts,
             "last_error": self.last_error,

@@ -18,6 +18,10 @@ DEFAULT_CONFIG = REPO_ROOT / "config" / "models.yaml"
 #: backends that are already running (the hub connects, it does not start them).
 LEGACY_KEYS = frozenset({"host", "port", "enabled", "reconnect_interval", "max_reconnect_attempts", "request_timeout"})
 
+#: What a chat model can be bound to do (``capabilities:``); a client may send one as ``model``.
+Capability = Literal["vision", "text", "structured_output", "tool_use"]
+CAPABILITIES: tuple[Capability, ...] = ("vision", "text", "structured_output", "tool_use")
+
 
 class ConfigError(Exception):
     """The configuration file is missing, not YAML, or has a bad key (named in the message)."""
@@ -102,13 +106,19 @@ class BackendConfig(PlacementSettings, _Strict):
 
 
 class ExternalProvider(_Strict):
-    """An OpenAI-compatible server the gateway can proxy to (Ollama, vLLM, OpenAI...)."""
+    """An OpenAI-compatible server the gateway can proxy to (Ollama, vLLM, OpenAI...).
+
+    ``timeout`` bounds the wait for the answer's first byte (headers and first chunk),
+    ``idle_timeout`` each later wait between chunks: a long, healthy stream is never cut.
+    """
 
     base_url: str
     model: str
     api_key_env: str | None = None
     replaces: str | None = None
+    connect_timeout: float = Field(default=10.0, gt=0)
     timeout: float = Field(default=120.0, gt=0)
+    idle_timeout: float = Field(default=60.0, gt=0)
 
 
 class HubConfig(_Strict):
@@ -123,6 +133,17 @@ class HubConfig(_Strict):
     client_max_in_flight: int = Field(default=64, ge=1)
     client_rate_limit: float = Field(default=500.0, gt=0)
     client_send_queue: int = Field(default=256, ge=1)
+    #: Bytes of answers that may wait for one client; a client that does not read is cut off beyond it
+    #: (a single answer larger than this still goes through when nothing else waits).
+    client_send_queue_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: Bytes a WebSocket client may send before it has authenticated (first-message auth).
+    pre_auth_max_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: Seconds from accepting a TCP connection to a complete request head (HTTP or WebSocket upgrade).
+    handshake_timeout: float = Field(default=10.0, gt=0)
+    #: Seconds an idle keep-alive HTTP connection is kept.
+    keepalive_timeout: float = Field(default=30.0, gt=0)
+    #: Every TCP connection at once (clients, HTTP, dashboards); default max_connections + 64.
+    max_open_connections: int | None = Field(default=None, ge=1)
     memory_budget_mb: int | None = Field(default=None, ge=0)
     #: Host names (besides IP addresses, localhost, the bind address and this machine's name) the
     #: hub answers to; ".example.com" allows its subdomains, "*" any name (no DNS-rebinding defence).
@@ -130,16 +151,37 @@ class HubConfig(_Strict):
     #: Browser origins ("https://app.example.com") that may open /ws and send POST/PUT/DELETE.
     allowed_origins: list[str] = Field(default_factory=list)
     shutdown_grace: float = Field(default=10.0, ge=0)
+    state_dir: Path = Path(".hub")
+    switch_hold_s: float = Field(default=60.0, ge=0)
+    hf_cache_dir: Path | None = None
+    hf_endpoint: str | None = None
+
+    @property
+    def open_connection_cap(self) -> int:
+        return self.max_open_connections or self.max_connections + 64
 
     @property
     def log_path(self) -> Path:
         return self.log_dir if self.log_dir.is_absolute() else REPO_ROOT / self.log_dir
+
+    @property
+    def state_path(self) -> Path:
+        """Where the runtime state database lives (relative paths are under the repository)."""
+        return self.state_dir if self.state_dir.is_absolute() else REPO_ROOT / self.state_dir
+
+    @property
+    def hf_cache_path(self) -> Path | None:
+        """The Hugging Face cache downloads go to (None: huggingface_hub's default, $HF_HUB_CACHE)."""
+        if self.hf_cache_dir is None:
+            return None
+        return self.hf_cache_dir if self.hf_cache_dir.is_absolute() else REPO_ROOT / self.hf_cache_dir
 
 
 class Config(_Strict):
     hub: HubConfig = Field(default_factory=HubConfig)
     model_backends: dict[str, BackendConfig] = Field(default_factory=dict)
     external_providers: dict[str, ExternalProvider] = Field(default_factory=dict)
+    capabilities: dict[Capability, str] = Field(default_factory=dict)
 
     @field_validator("model_backends", mode="before")
     @classmethod
@@ -170,6 +212,22 @@ class Config(_Strict):
         check_one_ray_address(self.model_backends)
         return self
 
+    @model_validator(mode="after")
+    def _capabilities_bound_to_chat_models(self) -> Config:
+        for capability, model in self.capabilities.items():
+            if model not in self.chat_models():
+                known = ", ".join(self.chat_models()) or "none"
+                raise ValueError(
+                    f"capabilities.{capability}: {model!r} is not a chat backend or an external provider "
+                    f"(chat models: {known})"
+                )
+        return self
+
+    def chat_models(self) -> list[str]:
+        """Names a capability may be bound to: enabled ``chat: true`` backends, then external providers."""
+        local = [n for n, b in self.model_backends.items() if b.chat and b.enabled]
+        return local + [n for n in self.external_providers if n not in local]
+
     def secret_env_names(self) -> set[str]:
         """The hub's key variables and every provider's: never passed to a backend."""
         names = {self.hub.api_key_env, self.hub.admin_key_env}
@@ -199,6 +257,7 @@ def parse_config(raw: Any, source: str = "<config>") -> Config:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            lines.append(f"  {key}: {err['msg']}")
+            key = ".".join(str(p) for p in err["loc"] if p != "[key]")
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  {key}: {message}" if key else f"  {message}")
         raise ConfigError(f"{source} is invalid:\n" + "\n".join(lines)) from exc

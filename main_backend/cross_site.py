@@ -2,7 +2,9 @@
 
 - ``Host`` must name this hub: an IP address, ``localhost``, the bind address, this machine's
   name, or an entry of ``hub.allowed_hosts``. A page on ``evil.example`` whose name was
-  re-pointed at 127.0.0.1 (DNS rebinding) sends ``Host: evil.example`` and is refused.
+  re-pointed at 127.0.0.1 (DNS rebinding) sends ``Host: evil.example`` and is refused. A hub
+  bound beyond loopback (which must have an API key) accepts any Host unless
+  ``hub.allowed_hosts`` is set, as Jupyter does with ``allow_remote_access``.
 - A browser's ``Origin`` on a WebSocket upgrade or a state-changing request (POST, PUT, PATCH,
   DELETE) must be this hub itself or in ``hub.allowed_origins``. Clients that send no
   ``Origin`` (scripts, the CLI, other services) are not browsers and pass.
@@ -22,6 +24,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
+from main_backend.auth import is_loopback
 from main_backend.log_limit import LogLimiter
 from model_backends.base.errors import ErrorCode
 
@@ -58,7 +61,10 @@ class CrossSiteGuard:
     """Decides whether a request may reach the hub's handlers; ``middleware`` applies it."""
 
     def __init__(self, bind_host: str, allowed_hosts: Iterable[str] = (), allowed_origins: Iterable[str] = ()) -> None:
-        self._any_host = "*" in allowed_hosts
+        allowed_hosts = list(allowed_hosts)
+        # Bound beyond loopback, the hub requires an API key (auth.py), which a rebound page does not
+        # have, and it is reached under names it cannot know: any Host, unless allowed_hosts says.
+        self._any_host = "*" in allowed_hosts or (not allowed_hosts and not is_loopback(bind_host))
         self._any_origin = "*" in allowed_origins
         names = {h.lower().rstrip(".") for h in allowed_hosts if h != "*"}
         self._host_suffixes = tuple(h for h in names if h.startswith("."))

@@ -88,7 +88,13 @@ class HttpApi:
             )
         hub = self._hub
         try:
-            hub.runtime(name)
+            runtime = hub.runtime(name)
+            if action in ("start", "restart", "load") and not runtime.config.enabled:
+                return error_response(
+                    f"backend {name!r} is disabled in the config (enabled: false); enable it there to {action} it",
+                    ErrorCode.BAD_REQUEST,
+                    409,
+                )
             logger.info("admin: %s %s", action, name)
             if action in ("load", "unload"):
                 result = await hub.lifecycle.admin(name, action)
@@ -96,7 +102,7 @@ class HttpApi:
             if action == "restart":
                 await hub.restart_backend(name)
             elif action == "start":
-                hub.start_backend(name)
+                await hub.start_backend(name)
             else:
                 await hub.stop_backend(name)
         except HubError as exc:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from pathlib import Path
 
+from main_backend.cli_errors import CliError
 from main_backend.config import DEFAULT_CONFIG, load_config
+from main_backend.packing.manifest import BundleError
+from main_backend.packing.registration import RegistrationConflict
+from main_backend.packing.tools import ToolError
 
 logger = logging.getLogger(__name__)
 
@@ -26,16 +29,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 def run(args: argparse.Namespace) -> int:
     from main_backend.app import serve
-    from main_backend.packing.manifest import BundleError
-    from main_backend.packing.registration import RegistrationConflict
-    from main_backend.packing.tools import ToolError
 
     for bundle in args.bundle:
         try:
             _unpack_for_serving(Path(bundle), args.config)
         except (BundleError, RegistrationConflict, ToolError, OSError) as exc:
-            print(f"serve --bundle {bundle}: {exc}", file=sys.stderr)
-            return 1
+            raise CliError(f"cannot serve the bundle {bundle}: {exc}") from None
     config = load_config(args.config)
     host = args.host or config.hub.host
     port = config.hub.port if args.port is None else args.port

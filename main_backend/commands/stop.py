@@ -7,10 +7,11 @@ import json
 import sys
 
 from main_backend.backend_name import backend_name_arg
+from main_backend.cli_errors import CliError, ExitCode
 from main_backend.config import load_config
 from main_backend.launcher.actions import NOT_RUNNING, add_hub_options, describe, perform, wait_settled
 from main_backend.launcher.hub_client import HubClient
-from main_backend.launcher.inventory import UnknownBackend, check_names, live_backends
+from main_backend.launcher.inventory import check_names, live_backends
 from main_backend.terminal import Style
 
 
@@ -28,16 +29,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    try:
-        names = check_names(config, args.names)
-    except UnknownBackend as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    names = check_names(config, args.names)
     client = HubClient.for_config(config, args.hub)
     live = live_backends(client)
     if live is None:
-        print(f"error: no hub answers at {client.base_url}; nothing to stop", file=sys.stderr)
-        return 1
+        raise CliError(f"no hub answers at {client.base_url}; nothing to stop", ExitCode.NO_HUB)
     if not names:
         names = [n for n, b in live.items() if b["state"] not in NOT_RUNNING]
     results = perform(client, names, "stop")

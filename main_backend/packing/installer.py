@@ -16,6 +16,7 @@ from main_backend.packing.archive import extract_bundle, read_first_members
 from main_backend.packing.manifest import BundleError, FileDigest, Manifest, digest_file, digest_of, verify_files
 from main_backend.packing.registration import check_registration, register_backend
 from main_backend.packing.tools import offline_pip_env, run_tool
+from main_backend.venvs import folder_digest, write_stamp
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ def unpack_bundle(options: UnpackOptions) -> UnpackResult:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _install_venv(dest, options.python, manifest, options.quiet)
+    folder = Path(entry["path"])  # the venv holds what its requirements ask for: `list` says ready
+    write_stamp(dest / layout.VENV_DIR, folder_digest(folder, folder / "requirements.txt"))
     _protect_model(dest)
     action = register_backend(options.config_file, manifest.backend.name, entry, options.force)
     logger.info("%s: %s in %s (%s)", manifest.backend.name, action, options.config_file, dest)

@@ -8,6 +8,7 @@ from typing import Any
 from model_backends.base.errors import BadRequestError
 
 from .image_parts import decode_image_part
+from .row_controls import RowControls
 
 ROLES = frozenset({"system", "user", "assistant"})
 DEFAULT_MAX_TOKENS = 256
@@ -30,6 +31,8 @@ class ChatRequest:
     stream: bool = False
     #: generate exactly max_tokens (vLLM's benchmarking extension); EOS is suppressed until then
     ignore_eos: bool = False
+    #: per-row decoding controls (grammar, bias, penalties, logprobs); every engine honours them
+    controls: RowControls = field(default_factory=RowControls)
 
 
 def parse_chat_request(data: dict[str, Any]) -> ChatRequest:

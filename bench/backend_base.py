@@ -1,0 +1,116 @@
+"""What BaseModelBackend costs per request: the echo backend vs a bare WebSocket echo server, same run.
+
+Both servers are separate processes with the same websockets settings (no compression); one
+client sends requests one at a time (closed loop) and the servers' CPU time is read with psutil
+before and after. Payloads: a small JSON request answered with a small JSON answer, and a
+640x480 JPEG as a binary envelope answered the same way. Rounds are interleaved so load from
+other processes hits both alike; figures are medians over rounds.
+
+    .venv/bin/python -m bench.backend_base [--requests 2000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import orjson
+import psutil
+from websockets.asyncio.client import connect
+
+from bench.common import astronaut_jpeg
+from model_backends.base.protocol import join_envelope
+from tests.support.processes import HUB_PYTHON, REPO, free_port, wait_for_port
+
+ECHO_DIR = REPO / "tests" / "backends" / "echo_backend"
+
+BARE_SERVER = """
+import asyncio, sys
+import orjson
+from websockets.asyncio.server import serve
+from model_backends.base.protocol import decode_header_only
+
+async def handler(ws):
+    async for frame in ws:
+        rid = decode_header_only(frame)["request_id"]
+        await ws.send(orjson.dumps({"type": "inference_response", "request_id": rid, "data": {"ok": True}}), text=True)
+
+async def main():
+    async with serve(handler, "127.0.0.1", int(sys.argv[1]), compression=None, max_size=None):
+        await asyncio.Future()
+
+asyncio.run(main())
+"""
+
+
+@contextmanager
+def server(kind: str) -> Iterator[tuple[psutil.Process, int]]:
+    port = free_port()
+    if kind == "bare":
+        cmd = [str(HUB_PYTHON), "-c", BARE_SERVER, str(port)]
+        cwd = REPO
+    else:
+        cmd = [str(HUB_PYTHON), "main.py", "--port", str(port), "--eager", "--log-level", "WARNING"]
+        cwd = ECHO_DIR
+    proc = subprocess.Popen(cmd, cwd=cwd)
+    try:
+        wait_for_port(port, 30, proc)
+        time.sleep(0.5)
+        yield psutil.Process(proc.pid), port
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+async def cpu_per_request(proc: psutil.Process, port: int, frame: bytes | str, requests: int) -> float:
+    """Server CPU microseconds per request, one request in flight."""
+    async with connect(f"ws://127.0.0.1:{port}", compression=None, max_size=None) as ws:
+        for _ in range(50):
+            await ws.send(frame)
+            await asyncio.wait_for(ws.recv(), 10)
+        before = proc.cpu_times()
+        for _ in range(requests):
+            await ws.send(frame)
+            answer = await asyncio.wait_for(ws.recv(), 10)
+        after = proc.cpu_times()
+    if b'"inference_response"' not in (answer if isinstance(answer, bytes) else answer.encode()):
+        raise RuntimeError(f"unexpected answer: {answer!r}")
+    cpu = (after.user - before.user) + (after.system - before.system)
+    return cpu / requests * 1e6
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    header = {"type": "inference_request", "request_id": "r1", "data": {"reply": "small"}}
+    payloads = {
+        "small JSON": orjson.dumps(header).decode(),
+        "binary 640x480 JPEG": join_envelope(header, astronaut_jpeg()),
+    }
+    results: dict[tuple[str, str], list[float]] = {}
+    with server("bare") as bare, server("base") as base:
+        for _ in range(args.rounds):
+            for kind, (proc, port) in {"bare": bare, "base": base}.items():
+                for name, frame in payloads.items():
+                    us = asyncio.run(cpu_per_request(proc, port, frame, args.requests))
+                    results.setdefault((kind, name), []).append(us)
+    print(f"server CPU per request (µs), median of {args.rounds} rounds x {args.requests} requests, 1 in flight")
+    print("| payload | bare websockets echo | BaseModelBackend (echo) | ratio |")
+    print("|---|---|---|---|")
+    for name in payloads:
+        bare_us = statistics.median(results[("bare", name)])
+        base_us = statistics.median(results[("base", name)])
+        print(f"| {name} | {bare_us:.0f} | {base_us:.0f} | {base_us / bare_us:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
