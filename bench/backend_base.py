@@ -6,19 +6,25 @@ before and after. Payloads: a small JSON request answered with a small JSON answ
 640x480 JPEG as a binary envelope answered the same way. Rounds are interleaved so load from
 other processes hits both alike; figures are medians over rounds.
 
-    .venv/bin/python -m bench.backend_base [--requests 2000] [--rounds 3]
+    .venv/bin/python -m bench.backend_base [--requests 2000] [--rounds 3] [--baseline-rev REV]
+
+``--baseline-rev`` adds a third server: the same echo on ``base_backend.py`` as it was at git
+revision REV (loaded from ``git show``), to measure a change against what it replaced.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import orjson
 import psutil
@@ -49,19 +55,40 @@ asyncio.run(main())
 """
 
 
+#: The same small echo on a base_backend.py loaded from a file (an older revision).
+FILE_BASE_ECHO = """
+import importlib.util, logging, sys
+logging.basicConfig(level=logging.WARNING)
+spec = importlib.util.spec_from_file_location("baseline_base", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules["baseline_base"] = module
+spec.loader.exec_module(module)
+
+class Echo(module.BaseModelBackend):
+    name = "echo"
+    def initialize_model(self): pass
+    def process_inference(self, data): return {"ok": True}
+    def cleanup(self): pass
+
+Echo(port=int(sys.argv[2]), eager_load=True).start()
+"""
+
+
 @contextmanager
-def server(kind: str) -> Iterator[tuple[psutil.Process, int]]:
+def server(kind: str, baseline: Path | None = None) -> Iterator[tuple[psutil.Process, int]]:
     port = free_port()
+    cwd = REPO
     if kind == "bare":
         cmd = [str(HUB_PYTHON), "-c", BARE_SERVER, str(port)]
-        cwd = REPO
+    elif baseline is not None:
+        cmd = [str(HUB_PYTHON), "-c", FILE_BASE_ECHO, str(baseline), str(port)]
     else:
         cmd = [str(HUB_PYTHON), "main.py", "--port", str(port), "--eager", "--log-level", "WARNING"]
         cwd = ECHO_DIR
-    proc = subprocess.Popen(cmd, cwd=cwd)
+    proc = subprocess.Popen(cmd, cwd=cwd, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port, 30, proc)
-        time.sleep(0.5)
+        time.sleep(1.0)
         yield psutil.Process(proc.pid), port
     finally:
         proc.terminate()
@@ -89,6 +116,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline-rev", help="also run base_backend.py as of this git revision")
     args = parser.parse_args()
     header = {"type": "inference_request", "request_id": "r1", "data": {"reply": "small"}}
     payloads = {
@@ -96,19 +124,26 @@ def main() -> int:
         "binary 640x480 JPEG": join_envelope(header, astronaut_jpeg()),
     }
     results: dict[tuple[str, str], list[float]] = {}
-    with server("bare") as bare, server("base") as base:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        servers = {"bare": stack.enter_context(server("bare")), "base": stack.enter_context(server("base"))}
+        if args.baseline_rev:
+            old = Path(tmp) / "base_backend.py"
+            git = ["git", "show", f"{args.baseline_rev}:model_backends/base/base_backend.py"]
+            old.write_bytes(subprocess.run(git, cwd=REPO, check=True, capture_output=True).stdout)
+            servers[f"base at {args.baseline_rev}"] = stack.enter_context(server("base", old))
         for _ in range(args.rounds):
-            for kind, (proc, port) in {"bare": bare, "base": base}.items():
+            for kind, (proc, port) in servers.items():
                 for name, frame in payloads.items():
                     us = asyncio.run(cpu_per_request(proc, port, frame, args.requests))
                     results.setdefault((kind, name), []).append(us)
-    print(f"server CPU per request (µs), median of {args.rounds} rounds x {args.requests} requests, 1 in flight")
-    print("| payload | bare websockets echo | BaseModelBackend (echo) | ratio |")
-    print("|---|---|---|---|")
+    kinds = list(servers)
+    print(f"server CPU per request (µs), min / median of {args.rounds} rounds x {args.requests} requests, 1 in flight")
+    print("| payload | " + " | ".join(kinds) + " | base / bare (min) |")
+    print("|---" * (len(kinds) + 2) + "|")
     for name in payloads:
-        bare_us = statistics.median(results[("bare", name)])
-        base_us = statistics.median(results[("base", name)])
-        print(f"| {name} | {bare_us:.0f} | {base_us:.0f} | {base_us / bare_us:.2f} |")
+        cells = [f"{min(results[(k, name)]):.0f} / {statistics.median(results[(k, name)]):.0f}" for k in kinds]
+        ratio = min(results[("base", name)]) / min(results[("bare", name)])
+        print(f"| {name} | " + " | ".join(cells) + f" | {ratio:.2f} |")
     return 0
 
 

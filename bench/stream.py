@@ -31,10 +31,11 @@ from typing import Any
 
 import aiohttp
 import orjson
+import psutil
 
 from bench.common import astronaut_jpeg, bench_hub, echo_hub, pct
 from model_backends.base.protocol import join_envelope
-from tests.support.processes import REPO, free_port
+from tests.support.processes import REPO, RunningProcess, free_port, get_json
 
 FPS = 30
 
@@ -90,8 +91,31 @@ async def camera(
     return stats
 
 
-def rows_for(n: int, seconds: float, models: list[str], per_camera: list[dict[str, StreamStats]]) -> list[str]:
+class CpuMeter:
+    """CPU seconds of the hub and of each backend process over one step (contention does not inflate them)."""
+
+    def __init__(self, hub: RunningProcess, models: list[str]) -> None:
+        backends = {b["name"]: b["pid"] for b in get_json(f"{hub.http}/api/backends")["backends"]}
+        self.procs = {"hub": psutil.Process(hub.pid), **{m: psutil.Process(backends[m]) for m in models}}
+        self.start: dict[str, float] = {}
+
+    def begin(self) -> None:
+        self.start = {name: _cpu(p) for name, p in self.procs.items()}
+
+    def used(self) -> dict[str, float]:
+        return {name: _cpu(p) - self.start[name] for name, p in self.procs.items()}
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def rows_for(
+    n: int, seconds: float, models: list[str], per_camera: list[dict[str, StreamStats]], cpu: dict[str, float]
+) -> list[str]:
     rows = []
+    answers = sum(cam[m].counts["served"] for cam in per_camera for m in models)
     for m in models:
         streams = [cam[m] for cam in per_camera]
         sent = sum(s.counts["sent"] for s in streams)
@@ -104,24 +128,29 @@ def rows_for(n: int, seconds: float, models: list[str], per_camera: list[dict[st
         rows.append(
             f"| {n} | {m} | {served / seconds / n:.1f} | {superseded / max(1, sent):.0%} | {other} | "
             f"{statistics.median(p50s):.0f} ({min(p50s):.0f}-{max(p50s):.0f}) | "
-            f"{statistics.median(p99s):.0f} (max {max(p99s):.0f}) |"
+            f"{statistics.median(p99s):.0f} (max {max(p99s):.0f}) | "
+            f"{cpu[m] * 1000 / max(1, served):.1f} | {cpu['hub'] * 1000 / max(1, answers):.2f} |"
         )
     return rows
 
 
-async def run_steps(url: str, cameras: list[int], seconds: float, models: list[str], data: dict[str, Any]) -> None:
+async def run_steps(
+    hub: RunningProcess, cameras: list[int], seconds: float, models: list[str], data: dict[str, Any]
+) -> None:
     jpeg = astronaut_jpeg()
+    meter = CpuMeter(hub, models)
     rows = [
         "| cameras | model | served fps per camera | superseded | errors | age p50 ms, median (range) of streams "
-        "| age p99 ms, median (max) of streams |",
-        "|---|---|---|---|---|---|---|",
+        "| age p99 ms, median (max) of streams | backend CPU ms per served frame | hub CPU ms per answer |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     single: dict[str, StreamStats] = {}
     for n in cameras:
-        per_camera = await asyncio.gather(*(camera(url, c, jpeg, seconds, models, data) for c in range(n)))
+        meter.begin()
+        per_camera = await asyncio.gather(*(camera(hub.ws, c, jpeg, seconds, models, data) for c in range(n)))
         if n == 1:
             single = per_camera[0]
-        rows += rows_for(n, seconds, models, per_camera)
+        rows += rows_for(n, seconds, models, per_camera, meter.used())
         print("\n".join(rows[-len(models) :]), flush=True)
     print(f"\nframe: {len(jpeg)} B JPEG 640x480 (q85), {FPS} fps per camera, {seconds:g} s per step\n")
     print("\n".join(rows))
@@ -158,12 +187,12 @@ async def main_async(args: argparse.Namespace) -> None:
     cameras = [int(x) for x in args.cameras.split(",")]
     if args.real:
         with bench_hub(real_backends(), ready_timeout=180) as hub:
-            await run_steps(hub.ws, cameras, args.seconds, ["fatigue", "emotion"], {})
+            await run_steps(hub, cameras, args.seconds, ["fatigue", "emotion"], {})
         print(emotion_in_process(astronaut_jpeg()))
         return
     service_s = args.service_ms / 1000
     with echo_hub(max_in_flight=1, max_queue=256) as hub:
-        await run_steps(hub.ws, cameras, args.seconds, ["echo"], {"sleep": service_s, "reply": "small"})
+        await run_steps(hub, cameras, args.seconds, ["echo"], {"sleep": service_s, "reply": "small"})
     print(f"echo backend service time {args.service_ms} ms (saturates at {1000 / args.service_ms:.0f} fps)")
 
 
