@@ -19,6 +19,7 @@ from main_backend import providers as provider_registry
 from main_backend.backend_runtime import BackendRuntime
 from main_backend.capabilities.bindings import CapabilityBindings
 from main_backend.capabilities.service import CapabilityService
+from main_backend.client_proxy import ClientProxy
 from main_backend.config import Config
 from main_backend.downloads.manager import DownloadManager
 from main_backend.gateway.switching import ProviderSwitch
@@ -26,7 +27,7 @@ from main_backend.lifecycle import ModelLifecycle
 from main_backend.metrics import HubMetrics
 from main_backend.placement.placements import Placements
 from main_backend.placement.replica_link import ReplicaSetLink
-from main_backend.router import Router
+from main_backend.routing import Router
 from main_backend.scheduler import Scheduler
 from main_backend.sessions import ClientSession
 from main_backend.state import BackendState, Event, StateMachine
@@ -64,8 +65,9 @@ class Hub:
                 ),
             )
         self.metrics = HubMetrics(self.runtimes, lambda: len(self.sessions), self.uptime)
-        self.router = Router(self.runtimes, self.metrics, config.hub.max_message_bytes)
-        self.router.client_max_in_flight = config.hub.client_max_in_flight
+        self.router = Router(self.runtimes, self.metrics)
+        self.clients = ClientProxy(self.router, config.hub.max_message_bytes)
+        self.clients.client_max_in_flight = config.hub.client_max_in_flight
         self.supervisor = Supervisor(
             self,
             config.hub.log_path,
@@ -94,7 +96,7 @@ class Hub:
             self.switch,
             lambda name, reason: self.lifecycle.control(name, "load", reason=reason),
         )
-        self.router.resolve_model = self.resolve_client_model
+        self.clients.resolve_model = self.resolve_client_model
         self.downloads = DownloadManager(self.state, config.hub.hf_cache_path, config.hub.hf_endpoint)
         self.lifecycle.keep_loaded = lambda name: bool(self.bindings.uses(name))
         self.placements = Placements(config.hub.log_path)
