@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -110,6 +111,17 @@ def test_bad_bundles_and_names_are_one_error_line(tmp_path: Path) -> None:
     assert_error(unpacked, FAILED, "unpack failed")
     assert_error(packed, USAGE, "unknown backend nope")
     assert_error(bad_config, USAGE, "missing.yaml")
+
+
+def test_serve_on_a_taken_port_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "models.yaml"
+    config.write_text("model_backends: {}\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = hub_cli("serve", "--config", str(config), "--port", str(port))
+    assert_error(result, FAILED, f"cannot listen on 127.0.0.1:{port}", "is another hub running there?")
 
 
 def test_help_documents_the_exit_codes() -> None:
