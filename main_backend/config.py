@@ -23,7 +23,8 @@ LEGACY_KEYS = frozenset({"host", "port", "enabled", "reconnect_interval", "max_r
 #: ``version`` of a config file. 1 (a file without ``version``): the original README's format,
 #: whose backends run elsewhere: the hub connects to them. 2: this hub's format: the hub starts
 #: every backend that does not say ``managed: false``.
-ORIGINAL_FORMAT, HUB_FORMAT = 1, 2
+ORIGINAL_FORMAT: Literal[1] = 1
+HUB_FORMAT: Literal[2] = 2
 
 #: What a chat model can be bound to do (``capabilities:``); a client may send one as ``model``.
 Capability = Literal["vision", "text", "structured_output", "tool_use"]
