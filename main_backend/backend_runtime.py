@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,8 @@ class BackendRuntime:
     #: Requests answered with a result (not superseded, cancelled or failed): what throughput counts.
     answered: int = 0
     errors: int = 0
+    #: Held by each start, stop, restart, load and unload of this backend: one at a time.
+    actions: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def name(self) -> str:

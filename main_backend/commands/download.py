@@ -1,9 +1,10 @@
 """``download REPO_ID [--revision R] [--endpoint URL]``: fetch a model into the Hugging Face cache.
 
-Runs here, not through the hub: resumable (a second run continues the partial files), with a
-progress bar on stderr, from the Hub or a mirror (``--endpoint``, else ``hub.hf_endpoint`` of the
-config, else ``$HF_ENDPOINT``). The cache is ``hub.hf_cache_dir`` of the config, else
-huggingface_hub's own (``$HF_HUB_CACHE``); the VLM backend finds the model there by its repo id.
+Runs here, not through the hub: a transfer that breaks is continued with ranged requests, and a
+second run fetches only the files the cache lacks; with a progress bar on stderr, from the Hub
+or a mirror (``--endpoint``, else ``hub.hf_endpoint`` of the config, else ``$HF_ENDPOINT``). The
+cache is ``hub.hf_cache_dir`` of the config, else huggingface_hub's own (``$HF_HUB_CACHE``); the
+VLM backend finds the model there by its repo id.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             tqdm_class=tqdm,
         )
     except DownloadError as exc:
-        print(f"error: {exc}\n(run the same command again to resume)", file=sys.stderr)
+        print(f"error: {exc}\n(run the same command again: files already fetched are kept)", file=sys.stderr)
         return 1
     print(f"done: {folder}")
     print(f"use it as model_path: {args.repo_id}" + (f"@{args.revision}" if args.revision else ""))

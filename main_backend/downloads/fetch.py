@@ -1,8 +1,9 @@
-"""fetch_snapshot: one model repository into the Hugging Face cache (blocking; resumable).
+"""fetch_snapshot: one model repository into the Hugging Face cache (blocking).
 
-huggingface_hub keeps a partial file as ``blobs/<etag>.incomplete`` and continues it with a
-ranged GET, both when a transfer breaks mid-way and when the same download is started again
-later; ``endpoint`` points it at a mirror (or ``$HF_ENDPOINT``).
+Resumable the way huggingface_hub 1.33 is: a transfer that breaks mid-file is continued with a
+ranged GET from what arrived (several times, while data keeps coming), and files already in the
+cache are not fetched again when a download is started anew; a file cut by the process stopping
+starts over. ``endpoint`` points it at a mirror (or ``$HF_ENDPOINT``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each download runs ``fetch_snapshot`` in a worker thread; a task on the loop samples its
 progress every ``PROGRESS_EVERY_S``, wakes the clients watching it, and records it in the state
 database (so ``GET /api/downloads`` still lists it after a restart; one that was running when
-the hub stopped is shown ``interrupted``, and starting it again resumes from the partial files).
+the hub stopped is shown ``interrupted``, and starting it again fetches only the files it lacks).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from main_backend.downloads.fetch import DownloadError, fetch_snapshot
-from main_backend.downloads.progress import DownloadProgress
+from main_backend.downloads.progress import DownloadCancelled, DownloadProgress
 from main_backend.statedb.database import DownloadRecord, StateDatabase
 from main_backend.statedb.store import StateStore
 from model_backends.base.errors import BadRequestError
@@ -24,6 +24,8 @@ from model_backends.base.errors import BadRequestError
 logger = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 0.25
+#: How long a cancelled download's thread gets to notice (at its next progress update) and stop.
+CANCEL_WAIT_S = 15.0
 #: Persist progress at most this often (the final state is always written).
 SAVE_EVERY_S = 2.0
 FINAL_STATES = frozenset({"done", "failed", "interrupted"})
@@ -45,7 +47,7 @@ class DownloadManager:
         for record in await self._store.run(StateDatabase.downloads):
             if record.state not in FINAL_STATES:
                 record.state = "interrupted"
-                record.error = "the hub stopped during the download; start it again to resume"
+                record.error = "the hub stopped during the download; start it again to fetch what is missing"
                 await self._store.run(StateDatabase.save_download, record)
             self.records[record.id] = record
 
@@ -105,9 +107,15 @@ class DownloadManager:
             record.path = str(work.result())
             record.state = "done"
             logger.info("download %s: %s complete in %s", record.id, record.repo_id, record.path)
+        except asyncio.CancelledError:
+            progress.cancel()  # the thread stops at its next progress update; finished files stay
+            await asyncio.wait({work}, timeout=CANCEL_WAIT_S)
+            raise
         except DownloadError as exc:
             record.state, record.error = "failed", str(exc)
             logger.warning("download %s: %s failed: %s", record.id, record.repo_id, exc)
+        except DownloadCancelled:
+            pass  # stays "running" until the finally below marks it interrupted
         except Exception as exc:  # an unexpected failure still ends the record, and is logged in full
             record.state, record.error = "failed", f"{type(exc).__name__}: {exc}"
             logger.exception("download %s: %s failed", record.id, record.repo_id)
@@ -115,6 +123,7 @@ class DownloadManager:
             self._take(record, progress)
             if record.state == "running":  # cancelled: the hub is stopping
                 record.state = "interrupted"
+                record.error = "the hub stopped during the download; start it again to fetch what is missing"
             await asyncio.shield(self._store.run(StateDatabase.save_download, record))
             self._tasks.pop(record.id, None)
             await self._notify()

@@ -2,7 +2,9 @@
 
 ``snapshot_download`` accepts a ``tqdm_class``; ``bar_class()`` makes one whose bars print
 nowhere and feed these counters instead: bytes from the byte bars (their ``initial`` counts the
-part a resumed download already had), files from the "Fetching N files" bar.
+part a resumed download already had), files from the "Fetching N files" bar. The bars are also
+how a download is stopped: after ``cancel()`` their next update raises ``DownloadCancelled`` in
+the downloading thread (files already complete stay in the cache).
 """
 
 from __future__ import annotations
@@ -11,6 +13,10 @@ import threading
 from typing import Any
 
 from tqdm import tqdm
+
+
+class DownloadCancelled(Exception):
+    """Raised inside the download's threads once the download was cancelled."""
 
 
 class _NoOutput:
@@ -28,6 +34,14 @@ class DownloadProgress:
         self._lock = threading.Lock()
         self._byte_bars: list[tqdm[Any]] = []
         self._file_bars: list[tqdm[Any]] = []
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def check(self) -> None:
+        if self._cancelled.is_set():
+            raise DownloadCancelled("the download was cancelled")
 
     def track(self, bar: tqdm[Any]) -> None:
         with self._lock:
@@ -53,6 +67,11 @@ class DownloadProgress:
                 kwargs["disable"] = False
                 super().__init__(*args, **kwargs)
                 progress.track(self)
+
+            def update(self, n: float | None = 1) -> bool | None:
+                progress.check()
+                shown: bool | None = super().update(n)
+                return shown
 
         return ReportingBar
 
