@@ -82,7 +82,7 @@ def test_the_camera_client_without_the_key_says_so_without_a_traceback(keyed_hub
 
 def test_start_and_stop_without_a_hub_exit_3(tmp_path: Path) -> None:
     config = tmp_path / "models.yaml"
-    config.write_text(yaml.safe_dump({"model_backends": {"echo": echo_backend_config()}}))
+    config.write_text(yaml.safe_dump({"version": 2, "model_backends": {"echo": echo_backend_config()}}))
     nowhere = f"http://127.0.0.1:{free_port()}"
     for command in ("start", "stop"):
         result = hub_cli(command, "echo", "--config", str(config), "--hub", nowhere)
@@ -91,7 +91,7 @@ def test_start_and_stop_without_a_hub_exit_3(tmp_path: Path) -> None:
 
 def test_a_disabled_backend_is_not_started(tmp_path: Path) -> None:
     config = tmp_path / "models.yaml"
-    config.write_text(yaml.safe_dump({"model_backends": {"off": echo_backend_config(enabled=False)}}))
+    config.write_text(yaml.safe_dump({"version": 2, "model_backends": {"off": echo_backend_config(enabled=False)}}))
     result = hub_cli("start", "off", "--config", str(config), "--hub", f"http://127.0.0.1:{free_port()}")
     assert_error(result, USAGE, "off: disabled in the config (enabled: false)")
 
@@ -149,7 +149,7 @@ def test_setup_shows_one_line_per_venv_and_a_summary_not_pips_output(tmp_path: P
         "tiny": {"path": str(folder), "venv": str(venv), "port": free_port()},
         "broken": {"path": str(broken), "venv": str(venv), "port": free_port()},
     }
-    config.write_text(yaml.safe_dump({"model_backends": entries}))
+    config.write_text(yaml.safe_dump({"version": 2, "model_backends": entries}))
 
     first = hub_cli("setup", "tiny", "--config", str(config), timeout=600)
     again = hub_cli("setup", "tiny", "--config", str(config))
