@@ -30,14 +30,14 @@ $(RAY_STAMP): requirements-ray.txt $(STAMP)
 	touch $(RAY_STAMP)
 
 backends: $(STAMP)
-	$(HUB_PY) -m main_backend setup
+	$(HUB_PY) -m main_backend setup --config $(CONFIG)
 
 browser:
 	bash scripts/install_browser.sh
 
 run: setup
 	@echo "Dashboard: http://$(HOST):$(PORT)/   clients: ws://$(HOST):$(PORT)/ws   (Ctrl-C stops everything)"
-	$(HUB_PY) -m main_backend serve --supervise --host $(HOST) --port $(PORT)
+	$(HUB_PY) -m main_backend serve --supervise --config $(CONFIG) --host $(HOST) --port $(PORT)
 
 # Backend-specific unit tests need the backend's own libraries (mne, h5py, ...): they run in
 # that backend's venv, with the same pytest pins as the hub's.

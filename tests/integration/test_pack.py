@@ -91,7 +91,9 @@ def packed(fer_model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     port = free_port()
     entry = {"path": str(EMOTION_DIR), "port": port, "memory_mb": 150, "request_timeout": 30}
     config = work / "models.yaml"
-    config.write_text(yaml.safe_dump({"model_backends": {"emotion": {**entry, "model_path": str(fer_model_file)}}}))
+    config.write_text(
+        yaml.safe_dump({"version": 2, "model_backends": {"emotion": {**entry, "model_path": str(fer_model_file)}}})
+    )
     bundle = work / "out" / "emotion.bundle"
 
     done = cli("pack", "emotion", "--config", str(config), "-o", str(bundle), "--dockerfile")
