@@ -160,7 +160,14 @@ class Hub:
         finally:
             rt.state.fire(Event.LOAD_DONE if action == "load" else Event.UNLOAD_DONE)
         if answer.get("type") == "error":
-            raise HubError(str(answer.get("error")), code=ErrorCode(answer.get("code", "internal")))
+            code, message = ErrorCode(answer.get("code", "internal")), str(answer.get("error"))
+            if action == "load" and code is ErrorCode.MODEL_LOAD_FAILED:
+                failure = rt.note_load_failure(message, time.monotonic())
+                rt.state.fire(Event.LOAD_FAILED)
+                raise HubError(message, code=code, retry_after=failure.retry_in(time.monotonic()))
+            raise HubError(message, code=code)
+        if action == "load":
+            rt.load_failure = None
         state = protocol.ModelState.model_validate(answer)
         self.note_model_state(rt, state, reason)
         return state.model_dump(mode="json", exclude_none=True)
@@ -239,7 +246,8 @@ class Hub:
             rt.scheduler.max_in_flight = max(rt.config.max_in_flight, window)
         if rt.pid is None or not (self.supervise and rt.config.is_managed):
             rt.pid = pong.pid
-        rt.state.fire(Event.PING_OK)
+        if rt.load_failure is None:  # a backend whose model failed to load stays degraded
+            rt.state.fire(Event.PING_OK)
 
     def link_ping_failed(self, name: str, consecutive: int) -> None:
         rt = self.runtimes[name]

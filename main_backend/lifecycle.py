@@ -90,6 +90,12 @@ class ModelLifecycle:
         rt.last_used = self._clock()
         if rt.model_loaded or self.loading(rt.name) or not rt.serving:
             return
+        failure = rt.load_failure
+        wait = failure.retry_in(time.monotonic()) if failure is not None else 0.0
+        if failure is not None and wait > 0:  # the load failed lately: answer at once, do not reload
+            message = f"{failure.reason} (the next load attempt may start in {wait:.0f} s)"
+            self._hub.router.fail_backend(rt.name, message, ErrorCode.MODEL_LOAD_FAILED, retry_after=wait)
+            return
         self._loads[rt.name] = asyncio.create_task(self._load_for_requests(rt), name=f"load-{rt.name}")
 
     # ------------------------------------------------------------------ loading
@@ -99,7 +105,7 @@ class ModelLifecycle:
             await self.load(rt, reason="first use")
         except HubError as exc:
             logger.error("%s: load failed: %s", rt.name, exc.message)
-            self._hub.router.fail_backend(rt.name, exc.message, exc.code)
+            self._hub.router.fail_backend(rt.name, exc.message, exc.code, retry_after=exc.retry_after)
         except TimeoutError:
             self._hub.router.fail_backend(rt.name, f"loading {rt.name!r} timed out", ErrorCode.TIMEOUT)
         finally:

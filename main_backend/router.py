@@ -359,7 +359,13 @@ class Router:
         outcome = "ok" if kind == "inference_response" else str(obj.get("code", "error"))
         self._finish(pending, obj, outcome)
 
-    def fail_backend(self, name: str, message: str, code: ErrorCode = ErrorCode.BACKEND_UNAVAILABLE) -> int:
+    def fail_backend(
+        self,
+        name: str,
+        message: str,
+        code: ErrorCode = ErrorCode.BACKEND_UNAVAILABLE,
+        retry_after: float | None = 1.0,
+    ) -> int:
         """Answer every request queued for or in flight to ``name`` with an error, now."""
         runtime = self.runtimes[name]
         jobs = runtime.scheduler.drain()
@@ -368,9 +374,9 @@ class Router:
             if pending is not None:
                 self._finish(
                     pending,
-                    protocol.error_message(pending.client_id, message, code, model=name, retry_after=1.0).model_dump(
-                        exclude_none=True
-                    ),
+                    protocol.error_message(
+                        pending.client_id, message, code, model=name, retry_after=retry_after
+                    ).model_dump(exclude_none=True),
                     code.value,
                     from_scheduler=False,
                 )

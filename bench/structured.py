@@ -1,0 +1,167 @@
+"""The cost of grammar-constrained decoding: decode tokens/s with and without it, in one run.
+
+Loads the VLM backend's default model (SmolLM2-135M-Instruct, real weights) or ``--model-path``
+in-process with the backend's own ``ChatGenerator`` and runs, interleaved ``--repeats`` times:
+
+* ``free``: plain text, exactly ``--max-tokens`` tokens (``ignore_eos``);
+* ``json_schema``: the answer constrained to a JSON Schema (llguidance), as long as it runs;
+* ``tool_call``: ``tool_choice: required``, constrained to one call of one of two tools;
+
+each alone (batch 1) and as ``--batch`` concurrent requests (one batched ``generate``; the
+constrained batch mixes schema rows with free rows, as a server sees). Decode tokens/s is
+completion tokens over the time after the first token; the ratio constrained/free is printed,
+with the grammar compile time per request. Run from the repository root with the VLM venv::
+
+    model_backends/vlm_backend/.venv/bin/python -m bench.structured            # CPU
+    model_backends/vlm_backend/.venv/bin/python -m bench.structured --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+from model_backends.base.context import RequestContext
+from model_backends.vlm_backend.vlm_engine.chat_request import parse_chat_request
+from model_backends.vlm_backend.vlm_engine.generation import ChatGenerator
+from model_backends.vlm_backend.vlm_engine.model_loader import load_model
+
+logger = logging.getLogger("bench.structured")
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "cities": {
+            "type": "array",
+            "minItems": 8,
+            "maxItems": 12,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "maxLength": 24},
+                    "country": {"type": "string", "maxLength": 24},
+                    "population_millions": {"type": "integer", "minimum": 0, "maximum": 40},
+                },
+                "required": ["name", "country", "population_millions"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["cities"],
+    "additionalProperties": False,
+}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "book_trip",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "cities": {
+                        "type": "array",
+                        "items": {"type": "string", "maxLength": 24},
+                        "minItems": 6,
+                        "maxItems": 10,
+                    },
+                    "notes": {"type": "string", "maxLength": 120},
+                },
+                "required": ["cities", "notes"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}},
+]
+QUESTION = "List large European cities with their countries and populations."
+
+
+def request(mode: str, max_tokens: int) -> dict[str, Any]:
+    data: dict[str, Any] = {"messages": [{"role": "user", "content": QUESTION}], "max_tokens": max_tokens}
+    if mode == "free":
+        data["ignore_eos"] = True
+    elif mode == "json_schema":
+        data["response_format"] = {"type": "json_schema", "json_schema": {"name": "cities", "schema": SCHEMA}}
+    elif mode == "tool_call":
+        data.update(tools=TOOLS, tool_choice="required")
+    return data
+
+
+def one(gen: ChatGenerator, mode: str, max_tokens: int) -> tuple[float, int, float]:
+    """(decode seconds after the first piece of the answer, completion tokens, seconds to it) of one request."""
+    first: list[float] = []
+    ctx = RequestContext(request_id="bench", stream=True, _emit=lambda _: first.append(time.perf_counter()))
+    req = parse_chat_request(request(mode, max_tokens))
+    started = time.perf_counter()
+    answer = gen.generate(req, ctx)
+    ended = time.perf_counter()
+    tokens = int(answer["usage"]["completion_tokens"])
+    at = first[0] if first else ended
+    return ended - at, max(tokens - 1, 1), at - started
+
+
+def rate(gen: ChatGenerator, modes: list[str], max_tokens: int) -> tuple[float, float]:
+    """(decode tokens/s of the rows of ``modes[0]``, mean time to first piece) with ``modes`` run together."""
+    barrier = threading.Barrier(len(modes))
+
+    def run(mode: str) -> tuple[float, int, float]:
+        barrier.wait()
+        return one(gen, mode, max_tokens)
+
+    with ThreadPoolExecutor(len(modes)) as pool:
+        results = list(pool.map(run, modes))
+    mine = [r for r, mode in zip(results, modes, strict=True) if mode == modes[0]]
+    seconds = max(r[0] for r in mine)
+    return sum(r[1] for r in mine) / seconds, statistics.mean(r[2] for r in mine)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-path", default=None, help="a model folder (default: SmolLM2-135M-Instruct)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    loaded = load_model(args.model_path, args.device)
+    gen = ChatGenerator(loaded, max_batch_size=args.batch)
+    compile_started = time.perf_counter()
+    gen.preparer.grammars.tokenizer()
+    print(
+        f"model {loaded.name} on {args.device}; llguidance tokenizer set-up {time.perf_counter() - compile_started:.2f} s"
+    )
+    one(gen, "json_schema", 8)  # warm-up: allocator, first grammar
+    cases = {
+        "free, batch 1": ["free"],
+        "json_schema, batch 1": ["json_schema"],
+        "tool_call, batch 1": ["tool_call"],
+        f"free, batch {args.batch}": ["free"] * args.batch,
+        f"json_schema, batch {args.batch} (half free rows)": ["json_schema", "free"] * (args.batch // 2),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in cases}
+    firsts: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(args.repeats):
+        for name, modes in cases.items():
+            tok_s, first = rate(gen, modes, args.max_tokens)
+            rates[name].append(tok_s)
+            firsts[name].append(first)
+    gen.close()
+    print(f"{'case':<40} {'decode tok/s (median)':>22} {'first piece s':>14} {'vs free':>8}")
+    for name in cases:
+        base = f"free, batch {args.batch}" if "batch 1" not in name else "free, batch 1"
+        ratio = statistics.median(rates[name]) / statistics.median(rates[base])
+        print(
+            f"{name:<40} {statistics.median(rates[name]):>22.1f} {statistics.median(firsts[name]):>14.3f} {ratio:>8.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
