@@ -4,12 +4,14 @@ PY ?= python3
 VENV := .venv
 HUB_PY := $(VENV)/bin/python
 STAMP := $(VENV)/.hub-deps.stamp
+RAY_STAMP := $(VENV)/.ray-deps.stamp
+CONFIG ?= config/models.yaml
 HOST ?= 127.0.0.1
 PORT ?= 8765
 BACKENDS := fatigue emotion eeg vlm
 PYTEST_PINS := pytest==9.0.3 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 hypothesis==6.170.15 PyYAML==6.0.3
 
-.PHONY: run test setup backends browser lint bench clean test-backend-units
+.PHONY: run test setup backends browser lint bench clean test-backend-units ray-deps
 
 $(STAMP): requirements.txt requirements-dev.txt model_backends/base/pyproject.toml
 	test -x $(HUB_PY) || $(PY) -m venv $(VENV)
@@ -18,6 +20,14 @@ $(STAMP): requirements.txt requirements-dev.txt model_backends/base/pyproject.to
 	touch $(STAMP)
 
 setup: $(STAMP) backends
+	@if grep -Eq '^[[:space:]]*placement:[[:space:]]*ray' $(CONFIG); then $(MAKE) --no-print-directory ray-deps; fi
+
+# Ray is optional: only for backends with `placement: ray` (see docs/scaling.md), and for the tests.
+ray-deps: $(RAY_STAMP)
+
+$(RAY_STAMP): requirements-ray.txt $(STAMP)
+	$(HUB_PY) -m pip install -q --disable-pip-version-check -r requirements-ray.txt
+	touch $(RAY_STAMP)
 
 backends: $(STAMP)
 	$(HUB_PY) -m main_backend setup
@@ -42,7 +52,7 @@ test-backend-units: setup
 	  fi; \
 	done
 
-test: setup browser test-backend-units
+test: setup ray-deps browser test-backend-units
 	$(HUB_PY) -m pytest
 
 lint: $(STAMP)

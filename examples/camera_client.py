@@ -26,6 +26,7 @@ import io
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from model_backends.base.protocol import join_envelope
 
@@ -60,10 +61,10 @@ def astronaut_frames(width: int) -> Iterator[np.ndarray]:
 def opencv_frames(source: str, width: int) -> Iterator[np.ndarray]:
     """Frames (RGB) from a webcam index or a video file, resized to ``width``."""
     if cv2 is None:
-        raise SystemExit("reading a camera or a video needs OpenCV: pip install opencv-python")
+        raise SystemExit("error: reading a camera or a video needs OpenCV: pip install opencv-python")
     capture = cv2.VideoCapture(int(source) if source.isdigit() else source)
     if not capture.isOpened():
-        raise SystemExit(f"cannot open {source!r}")
+        raise SystemExit(f"error: cannot open the camera or video {source!r}")
     try:
         while True:
             ok, bgr = capture.read()
@@ -106,6 +107,8 @@ class Latest:
     received: int = 0
     sent_at: dict[str, float] = field(default_factory=dict)
     all_answered: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The hub's message when it refused our API key: streaming stops.
+    refused: str | None = None
 
     def summary(self, model: str) -> str:
         data = self.answers.get(model)
@@ -139,6 +142,10 @@ async def receive(ws: ClientConnection, latest: Latest, models: list[str], quiet
             if not quiet:
                 print(f"[{model}] loading its model ...")
             continue
+        if msg["type"] == "error" and msg.get("code") == "unauthorized":
+            latest.refused = str(msg.get("error"))
+            latest.all_answered.set()
+            return
         if msg["type"] == "error":
             if msg.get("code") == "superseded":
                 latest.superseded += 1
@@ -169,7 +176,7 @@ async def stream(args: argparse.Namespace) -> Latest:
         period = 1.0 / args.fps
         started = time.perf_counter()
         for n, rgb in enumerate(frames):
-            if args.frames and n >= args.frames:
+            if (args.frames and n >= args.frames) or latest.refused:
                 break
             rid = f"{args.stream_id}-{n}"
             header = {
@@ -182,11 +189,17 @@ async def stream(args: argparse.Namespace) -> Latest:
             }
             latest.sent_at[rid] = time.perf_counter()
             latest.all_answered.clear()
-            await ws.send(join_envelope(header, encode_jpeg(rgb, args.quality)))
+            try:
+                await ws.send(join_envelope(header, encode_jpeg(rgb, args.quality)))
+            except ConnectionClosed:
+                if latest.refused:
+                    break
+                raise
             if args.show and show(rgb, latest, args.models):
                 break
             await asyncio.sleep(max(0.0, started + (n + 1) * period - time.perf_counter()))
-        await _drain(latest, args.timeout)
+        if not latest.refused:
+            await _drain(latest, args.timeout)
         reader.cancel()
         await asyncio.gather(reader, return_exceptions=True)
     return latest
@@ -205,7 +218,7 @@ async def _drain(latest: Latest, timeout: float) -> None:
 def show(rgb: np.ndarray, latest: Latest, models: list[str]) -> bool:
     """Draw the latest answers on the frame; True when the user pressed q."""
     if cv2 is None:
-        raise SystemExit("--show needs OpenCV: pip install opencv-python")
+        raise SystemExit("error: --show needs OpenCV: pip install opencv-python")
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     for i, model in enumerate(models):
         cv2.putText(bgr, latest.summary(model), (10, 28 + 26 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (40, 220, 40), 2)
@@ -240,9 +253,21 @@ def main(argv: list[str] | None = None) -> int:
         latest = asyncio.run(stream(args))
     except KeyboardInterrupt:
         return 130
-    except (OSError, ConnectionClosed) as exc:
-        print(f"cannot talk to the hub at {args.url}: {exc}")
+    except InvalidStatus as exc:  # the hub answered the handshake with an HTTP error
+        status = exc.response.status_code
+        if status in (401, 403):
+            how = "the key given is not one it accepts" if args.api_key else "set HUB_API_KEY or --api-key"
+            print(f"error: the hub at {args.url} refused the API key ({how})", file=sys.stderr)
+            return 4
+        print(f"error: the hub at {args.url} refused the connection: HTTP {status}", file=sys.stderr)
         return 1
+    except (OSError, ConnectionClosed, InvalidHandshake, TimeoutError) as exc:
+        print(f"error: cannot talk to the hub at {args.url}: {exc}", file=sys.stderr)
+        return 3
+    if latest.refused:
+        how = "the key given is not one it accepts" if args.api_key else "set HUB_API_KEY or --api-key"
+        print(f"error: the hub at {args.url} refused the API key ({how}): {latest.refused}", file=sys.stderr)
+        return 4
     print(
         f"done: {latest.received} answers, {latest.superseded} frames superseded by newer ones, {latest.errors} errors"
     )

@@ -9,6 +9,7 @@ from typing import Any
 from main_backend.config import BackendConfig
 from main_backend.latency import LatencyWindow
 from main_backend.link import BackendLink
+from main_backend.placement.replica_link import ReplicaSetLink
 from main_backend.scheduler import Scheduler
 from main_backend.state import SERVING, StateMachine
 from model_backends.base import protocol
@@ -50,7 +51,7 @@ class BackendRuntime:
     config: BackendConfig
     state: StateMachine
     scheduler: Scheduler
-    link: BackendLink | None = None
+    link: BackendLink | ReplicaSetLink | None = None
     pong: protocol.Pong | None = None
     pid: int | None = None
     restarts: int = 0
@@ -63,6 +64,8 @@ class BackendRuntime:
     loads: int = 0
     unloads: int = 0
     requests: int = 0
+    #: Requests answered with a result (not superseded, cancelled or failed): what throughput counts.
+    answered: int = 0
     errors: int = 0
     load_failure: LoadFailure | None = None
 
@@ -92,6 +95,7 @@ class BackendRuntime:
         return {
             "name": self.name,
             "description": self.config.description,
+            "enabled": self.config.enabled,
             "state": self.state.state.value,
             "state_since_s": round(time.monotonic() - self.state.since, 3),
             "managed": self.config.is_managed,
@@ -105,6 +109,7 @@ class BackendRuntime:
             "rejected_total": self.scheduler.rejected_total,
             "latency": self.latency.summary(),
             "requests": self.requests,
+            "answered": self.answered,
             "errors": self.errors,
             "restarts": self.restarts,
             "last_error": self.last_error,
@@ -130,4 +135,6 @@ class BackendRuntime:
             "loads": self.loads,
             "unloads": self.unloads,
             "model_events": [e.__dict__ for e in self.model_events[-5:]],
+            "placement": self.config.placement,
+            **(self.link.snapshot() if isinstance(self.link, ReplicaSetLink) else {}),
         }

@@ -8,6 +8,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from main_backend.auth import AuthPolicy
+from main_backend.connections import ConnectionGuard
 from main_backend.hub import Hub
 from main_backend.sessions import ClientSession
 from model_backends.base import protocol
@@ -21,24 +22,36 @@ AUTH_TIMEOUT_S = 10.0
 class ClientEndpoint:
     """Accepts client WebSockets for the hub (auth, connection limit, hard frame cap)."""
 
-    def __init__(self, hub: Hub, auth: AuthPolicy) -> None:
+    def __init__(self, hub: Hub, auth: AuthPolicy, connections: ConnectionGuard) -> None:
         self._hub = hub
         self._auth = auth
+        self._connections = connections
         self._authenticating = 0  # connections waiting for their first-message auth count too
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         hub = self._hub
         limits = hub.config.hub
-        if len(hub.sessions) + self._authenticating >= limits.max_connections:
+        # Connections that have not sent a whole request yet count too: they may become clients.
+        waiting = self._authenticating + self._connections.pending_count
+        if len(hub.sessions) + waiting >= limits.max_connections:
             return web.json_response(
                 {"error": {"message": f"too many connections (max {limits.max_connections})", "code": "overloaded"}},
                 status=503,
             )
         header_ok = self._auth.client_ok(request)
+        if not header_ok:  # until the first message authenticates it, a client may send little
+            self._connections.limit_reads(request.transport, limits.pre_auth_max_bytes)
         ws = web.WebSocketResponse(compress=False, max_msg_size=limits.max_message_bytes * 4, heartbeat=30.0)
         await ws.prepare(request)
         peer = request.remote or ""
-        session = ClientSession(ws, limits.client_send_queue, limits.client_rate_limit, peer)
+        session = ClientSession(
+            ws,
+            limits.client_send_queue,
+            limits.client_rate_limit,
+            peer,
+            max_queued_bytes=limits.client_send_queue_bytes,
+            transport=request.transport,
+        )
         session.start()
         if not header_ok:
             self._authenticating += 1
@@ -49,6 +62,7 @@ class ClientEndpoint:
             if not authenticated:
                 await session.close()
                 return ws
+            self._connections.limit_reads(request.transport, None)
         hub.sessions.add(session)
         logger.info("client %d connected from %s", session.id, peer)
         try:
@@ -74,7 +88,12 @@ class ClientEndpoint:
         if obj.get("type") == "auth" and self._auth.key_ok(obj.get("api_key")):
             session.send(orjson.dumps({"type": "auth_ok"}))
             return True
+        if ws.closed:  # it went away, or sent more than it may before authenticating
+            return False
         err = protocol.error_message(None, "a valid API key is required", ErrorCode.UNAUTHORIZED)
-        await ws.send_str(protocol.encode(err).decode())
-        await ws.close(code=4401, message=b"unauthorized")
+        try:
+            await ws.send_str(protocol.encode(err).decode())
+            await ws.close(code=4401, message=b"unauthorized")
+        except (ConnectionError, RuntimeError) as exc:
+            logger.debug("client %d: gone before it was told it is unauthorized (%s)", session.id, exc)
         return False

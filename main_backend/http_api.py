@@ -8,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from main_backend.auth import AuthPolicy
+from main_backend.backend_name import RULE as NAME_RULE
+from main_backend.backend_name import is_backend_name
 from main_backend.hub import Hub
 from model_backends.base.errors import HTTP_STATUS, ErrorCode, HubError
 
@@ -19,6 +21,10 @@ ADMIN_ACTIONS = ("load", "unload", "restart", "start", "stop")
 
 def error_response(message: str, code: ErrorCode, status: int | None = None) -> web.Response:
     return web.json_response({"error": {"message": message, "code": code.value}}, status=status or HTTP_STATUS[code])
+
+
+def _bad_name(name: str) -> web.Response:
+    return error_response(f"{name[:80]!r} is not a valid backend name: {NAME_RULE}", ErrorCode.BAD_REQUEST)
 
 
 class HttpApi:
@@ -65,6 +71,8 @@ class HttpApi:
         return web.json_response(self._hub.snapshot())
 
     async def backend(self, request: web.Request) -> web.Response:
+        if not is_backend_name(request.match_info["name"]):
+            return _bad_name(request.match_info["name"])
         try:
             return web.json_response(self._hub.runtime(request.match_info["name"]).snapshot())
         except HubError as exc:
@@ -72,13 +80,21 @@ class HttpApi:
 
     async def action(self, request: web.Request) -> web.Response:
         name, action = request.match_info["name"], request.match_info["action"]
+        if not is_backend_name(name):
+            return _bad_name(name)
         if action not in ADMIN_ACTIONS:
             return error_response(
                 f"unknown action {action!r}; one of {', '.join(ADMIN_ACTIONS)}", ErrorCode.BAD_REQUEST, 404
             )
         hub = self._hub
         try:
-            hub.runtime(name)
+            runtime = hub.runtime(name)
+            if action in ("start", "restart", "load") and not runtime.config.enabled:
+                return error_response(
+                    f"backend {name!r} is disabled in the config (enabled: false); enable it there to {action} it",
+                    ErrorCode.BAD_REQUEST,
+                    409,
+                )
             logger.info("admin: %s %s", action, name)
             if action in ("load", "unload"):
                 result = await hub.lifecycle.admin(name, action)

@@ -14,15 +14,22 @@ from typing import Any
 
 import aiohttp
 
+from main_backend import providers as provider_registry
 from main_backend.backend_runtime import BackendRuntime, ModelEvent
+from main_backend.capabilities.bindings import CapabilityBindings
+from main_backend.capabilities.service import CapabilityService
 from main_backend.config import Config
+from main_backend.gateway.switching import ProviderSwitch
 from main_backend.lifecycle import ModelLifecycle
-from main_backend.link import BackendLink
 from main_backend.metrics import HubMetrics
+from main_backend.placement.placements import Placements
+from main_backend.placement.replica_link import ReplicaSetLink
 from main_backend.router import Router
 from main_backend.scheduler import Scheduler
 from main_backend.sessions import ClientSession
 from main_backend.state import BackendState, Event, StateMachine
+from main_backend.statedb.database import StateDatabase
+from main_backend.statedb.store import StateStore
 from main_backend.supervisor import Supervisor
 from model_backends.base import protocol
 from model_backends.base.errors import BackendUnavailableError, ErrorCode, HubError, UnknownModelError
@@ -44,16 +51,47 @@ class Hub:
             self.runtimes[name] = BackendRuntime(
                 config=bc,
                 state=StateMachine(name, BackendState.STOPPED),
-                scheduler=Scheduler(name, bc.max_queue, bc.max_in_flight, stream_backlog=bc.stream_backlog),
+                scheduler=Scheduler(
+                    name,
+                    bc.max_queue,
+                    bc.max_in_flight,
+                    stream_backlog=bc.stream_backlog,
+                    latest_frame_wins=bc.latest_frame_wins,
+                ),
             )
         self.metrics = HubMetrics(self.runtimes, lambda: len(self.sessions), self.uptime)
         self.router = Router(self.runtimes, self.metrics, config.hub.max_message_bytes)
         self.router.client_max_in_flight = config.hub.client_max_in_flight
         self.supervisor = Supervisor(
-            self, config.hub.log_path, self._backend_token, stop_grace=config.hub.shutdown_grace
+            self,
+            config.hub.log_path,
+            self._backend_token,
+            stop_grace=config.hub.shutdown_grace,
+            withheld_env=config.secret_env_names(),
         )
         self.lifecycle = ModelLifecycle(self, config.hub.memory_budget_mb)
         self.router.gate = self.lifecycle
+        self.state = StateStore(config.hub.state_path)
+        self.providers = provider_registry.ProviderRegistry(config.external_providers)
+        self.bindings = CapabilityBindings({str(c): m for c, m in config.capabilities.items()})
+        self.switch = ProviderSwitch(
+            self.lifecycle.control,
+            lambda name: name in self.runtimes and self.runtimes[name].model_loaded,
+            busy=lambda name: name in self.runtimes and not _idle(self.runtimes[name]),
+            in_use=lambda name: bool(self.bindings.uses(name)),
+            hold_s=config.hub.switch_hold_s,
+        )
+        self.capabilities = CapabilityService(
+            self.bindings,
+            self.state,
+            self.providers,
+            self.runtimes,
+            self.switch,
+            lambda name, reason: self.lifecycle.control(name, "load", reason=reason),
+        )
+        self.router.resolve_model = self.resolve_client_model
+        self.lifecycle.keep_loaded = lambda name: bool(self.bindings.uses(name))
+        self.placements = Placements(config.hub.log_path)
         self._http: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
@@ -69,6 +107,11 @@ class Hub:
 
     # ------------------------------------------------------------------ life cycle
     async def start(self) -> None:
+        await self.state.open()
+        stored = await self.state.run(StateDatabase.providers)
+        for line in provider_registry.restore(self.providers, stored):
+            logger.warning("providers: %s", line)
+        await self.capabilities.restore()
         self._http = aiohttp.ClientSession()
         self.lifecycle.start()
         for name, rt in self.runtimes.items():
@@ -81,8 +124,8 @@ class Hub:
         assert self._http is not None
         if rt.link is None:
             token = self._backend_token if rt.config.is_managed else None
-            rt.link = BackendLink(
-                rt.config, self, self._http, token=token, max_message_bytes=self.config.hub.max_message_bytes * 4
+            rt.link = self.placements.make_link(
+                rt, self, self._http, token=token, max_message_bytes=self.config.hub.max_message_bytes * 4
             )
         if name not in self._tasks or self._tasks[name].done():
             self._tasks[name] = asyncio.create_task(rt.link.run(), name=f"link-{name}")
@@ -111,6 +154,9 @@ class Hub:
 
     async def restart_backend(self, name: str) -> None:
         rt = self.runtime(name)
+        if isinstance(rt.link, ReplicaSetLink):
+            await rt.link.restart_all()
+            return
         if not (self.supervise and rt.config.is_managed):
             raise HubError(
                 f"backend {name!r} is not managed by this hub; restart it where it runs", code=ErrorCode.BAD_REQUEST
@@ -134,6 +180,8 @@ class Hub:
         for session in list(self.sessions):
             await session.ws.close(code=1001, message=b"hub shutting down")
             await session.close()
+        await self.capabilities.close()
+        await self.switch.close()
         await self.lifecycle.close()
         for rt in self.runtimes.values():
             if rt.config.enabled:
@@ -145,8 +193,20 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), *self._background, return_exceptions=True)
         await self.router.close()
+        await self.placements.close()
         if self._http is not None:
             await self._http.close()
+        await self.state.close()
+
+    def resolve_client_model(self, name: str) -> str:
+        """A WebSocket client's ``model``: a backend, or a capability bound to one."""
+        resolved = self.bindings.resolve(name)
+        if resolved != name and resolved not in self.runtimes:
+            raise UnknownModelError(
+                f"capability {name!r} is bound to external provider {resolved!r}, which only "
+                "/v1/chat/completions reaches; bind it to a local backend to use it here"
+            )
+        return resolved
 
     # ------------------------------------------------------------------ admin
     async def model_control(self, name: str, action: str, reason: str = "admin") -> dict[str, Any]:
@@ -274,12 +334,12 @@ class Hub:
         if rt.link is not None:
             rt.link.kick()
 
-    def process_exited(self, name: str, code: int, expected: bool) -> None:
+    def process_exited(self, name: str, code: int, expected: bool, reason: str | None = None) -> None:
         rt = self.runtimes[name]
         rt.pid = None
         rt.model_loaded = False
         if not expected:
-            rt.last_error = f"process exited with code {code}"
+            rt.last_error = reason or f"process exited with code {code}"
         rt.state.fire(Event.EXITED)
         self.router.fail_backend(name, f"backend {name!r} process exited ({code})")
         if not expected:
@@ -291,7 +351,7 @@ class Hub:
         rt.last_error = reason
         rt.state.fire(Event.GIVE_UP)
         logger.error("%s: failed: %s", name, reason)
-        self.router.fail_backend(name, f"backend {name!r} failed: {reason}")
+        self.router.fail_backend(name, f"backend {name!r} failed: {reason}", retryable=False)
 
     def _kick(self, rt: BackendRuntime) -> None:
         self._spawn(self.router.pump(rt))
@@ -302,6 +362,10 @@ class Hub:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(_log_task_error)
+
+
+def _idle(rt: BackendRuntime) -> bool:
+    return rt.scheduler.in_flight == 0 and rt.scheduler.queued == 0
 
 
 def _mb(value: int | None) -> str:

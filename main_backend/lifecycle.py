@@ -64,6 +64,8 @@ class ModelLifecycle:
         self._loads: dict[str, asyncio.Task[None]] = {}
         self._busy: dict[str, asyncio.Lock] = {}
         self._ticker: asyncio.Task[None] | None = None
+        #: Backends kept loaded however long they idle (a capability binding uses them).
+        self.keep_loaded: Callable[[str], bool] = lambda name: False
         logger.info("model memory budget: %.0f MB (%s)", self.budget_mb, self.budget_source)
 
     def start(self) -> None:
@@ -94,7 +96,9 @@ class ModelLifecycle:
         wait = failure.retry_in(time.monotonic()) if failure is not None else 0.0
         if failure is not None and wait > 0:  # the load failed lately: answer at once, do not reload
             message = f"{failure.reason} (the next load attempt may start in {wait:.0f} s)"
-            self._hub.router.fail_backend(rt.name, message, ErrorCode.MODEL_LOAD_FAILED, retry_after=wait)
+            self._hub.router.fail_backend(
+                rt.name, message, ErrorCode.MODEL_LOAD_FAILED, retryable=False, retry_after=wait
+            )
             return
         self._loads[rt.name] = asyncio.create_task(self._load_for_requests(rt), name=f"load-{rt.name}")
 
@@ -105,7 +109,9 @@ class ModelLifecycle:
             await self.load(rt, reason="first use")
         except HubError as exc:
             logger.error("%s: load failed: %s", rt.name, exc.message)
-            self._hub.router.fail_backend(rt.name, exc.message, exc.code, retry_after=exc.retry_after)
+            self._hub.router.fail_backend(
+                rt.name, exc.message, exc.code, retryable=exc.retryable, retry_after=exc.retry_after
+            )
         except TimeoutError:
             self._hub.router.fail_backend(rt.name, f"loading {rt.name!r} timed out", ErrorCode.TIMEOUT)
         finally:
@@ -197,6 +203,8 @@ class ModelLifecycle:
     def _expired(self, rt: BackendRuntime) -> bool:
         keep = rt.config.keep_alive
         if keep < 0 or not rt.model_loaded or not rt.serving or not _idle(rt) or self.loading(rt.name):
+            return False
+        if self.keep_loaded(rt.name):
             return False
         return self._clock() - rt.last_used >= keep
 

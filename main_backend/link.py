@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -20,7 +21,7 @@ import orjson
 from main_backend.backoff import backoff
 from main_backend.config import BackendConfig
 from model_backends.base import protocol
-from model_backends.base.errors import BackendUnavailableError, ErrorCode, HubError
+from model_backends.base.errors import BackendUnavailableError, ErrorCode, HubError, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,10 @@ class BackendLink:
         session: aiohttp.ClientSession,
         token: str | None = None,
         max_message_bytes: int = 64 * 1024 * 1024,
+        tls: ssl.SSLContext | aiohttp.Fingerprint | None = None,
     ) -> None:
         self.config = config
+        self._tls = tls
         self.name = config.name
         self._listener = listener
         self._session = session
@@ -83,6 +86,9 @@ class BackendLink:
             try:
                 await self._connect_and_serve()
                 delays, failures = self._delays(), 0
+            except (aiohttp.ServerFingerprintMismatch, aiohttp.ClientConnectorCertificateError) as exc:
+                failures += 1  # a wrong certificate does not fix itself: say so every time
+                logger.warning("%s: TLS check of %s failed: %s", self.name, self.config.url, exc)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 failures += 1
                 logger.debug("%s: connect failed (%s), attempt %d", self.name, exc, failures)
@@ -99,6 +105,10 @@ class BackendLink:
             except TimeoutError:
                 pass
 
+    async def connect_once(self) -> None:
+        """Connect and serve until the connection ends (a replica set reconnects on its own terms)."""
+        await self._connect_and_serve()
+
     def _delays(self) -> Iterator[float]:
         return backoff(initial=self.config.reconnect_interval, max_delay=max(10.0, self.config.reconnect_interval))
 
@@ -112,6 +122,7 @@ class BackendLink:
             heartbeat=None,
             max_msg_size=self._max_message_bytes,
             timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
+            ssl=self._tls if self._tls is not None else True,
         )
         self._ws = ws
         self.connects += 1
@@ -137,12 +148,14 @@ class BackendLink:
 
     def _on_text(self, data: str | bytes) -> None:
         try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            logger.error("%s: backend sent malformed JSON; ignored", self.name)
-            return
-        if not isinstance(obj, dict):
-            return
+            obj = protocol.parse_json(data, protocol.MAX_ENCODABLE_DEPTH)
+        except ProtocolError as exc:
+            logger.error("%s: backend sent a bad frame (%s); ignored", self.name, exc.message)
+            if exc.request_id is None:
+                return
+            # Answer the request it was meant for, so it does not wait for its deadline.
+            obj = protocol.error_message(exc.request_id, f"the backend's answer: {exc.message}", ErrorCode.INTERNAL)
+            obj = obj.model_dump(exclude_none=True)
         rid = obj.get("request_id")
         if rid is not None and rid in self._control and obj.get("type") in _CONTROL_TYPES | {"error"}:
             fut = self._control.pop(rid)

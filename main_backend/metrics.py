@@ -8,6 +8,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from main_backend.backend_runtime import BackendRuntime
+from main_backend.placement.replica_link import ReplicaSetLink
+from main_backend.placement.replica_metrics import ReplicaMetrics
 from main_backend.state import BackendState
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -51,6 +53,7 @@ class HubMetrics:
         )
         self.clients_gauge = Gauge("hub_clients", "Connected WebSocket clients", registry=r)
         self.uptime_gauge = Gauge("hub_uptime_seconds", "Seconds since the hub started", registry=r)
+        self.replica_metrics = ReplicaMetrics(r)
         self._request_counters: dict[tuple[str, str], Any] = {}
         self._latency_children: dict[str, Any] = {}
 
@@ -75,6 +78,11 @@ class HubMetrics:
         return generate_latest(self.registry)
 
     def _refresh(self) -> None:
+        self.replica_metrics.refresh(
+            (name, rt.link.snapshot()["replicas"])
+            for name, rt in self._runtimes.items()
+            if isinstance(rt.link, ReplicaSetLink)
+        )
         self.clients_gauge.set(self._clients())
         self.uptime_gauge.set(self._uptime())
         self.queued.clear()

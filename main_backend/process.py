@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
-import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -39,7 +38,7 @@ class ProcessHandle:
             proc = await asyncio.create_subprocess_exec(
                 *cmd,
                 cwd=cwd,
-                env={**os.environ, **env},
+                env=dict(env),  # exactly what the supervisor chose; nothing else is inherited
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,

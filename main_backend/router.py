@@ -52,6 +52,14 @@ class Pending:
     timeout: float
     timer: asyncio.TimerHandle | None = None
     on_message: Callable[[dict[str, Any]], None] | None = None
+    stream_id: str | None = None
+
+
+#: ``(backend, final answer, the request's stream_id)``: called on each final inference_response.
+ResultListener = Callable[[str, dict[str, Any], str | None], None]
+#: ``(stream_id, target backends, request header, binary payload)``: called on each client frame
+#: that names a stream. It must only keep references (no decode, no copy): it runs on the data path.
+FrameListener = Callable[[str, list[str], dict[str, Any], memoryview | None], None]
 
 
 class Router:
@@ -65,10 +73,14 @@ class Router:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.gate: DispatchGate | None = None
-        #: Called with (backend, answer) on each final inference_response (e.g. the dashboard).
-        self.result_listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        #: Called on each final inference_response (e.g. the dashboard).
+        self.result_listeners: list[ResultListener] = []
+        #: Called on each client frame with a stream_id (the dashboard's live view).
+        self.frame_listeners: list[FrameListener] = []
         self.client_max_in_flight = 1_000_000
         self.accepting = True
+        #: Maps a client's ``model`` to a backend name (capability names); raises ``HubError`` if it cannot.
+        self.resolve_model: Callable[[str], str] | None = None
 
     @property
     def pending_count(self) -> int:
@@ -91,7 +103,7 @@ class Router:
             else:
                 obj, payload = protocol.split_envelope(frame)
         except ProtocolError as exc:
-            self._reply_error(session, None, exc.message, exc.code)
+            self._reply_error(session, exc.request_id or _guess_id(frame), exc.message, exc.code)
             return
         kind = obj.get("type")
         if not isinstance(kind, str):
@@ -140,6 +152,12 @@ class Router:
                 session, req.request_id, "model (or models) is required: the name of a backend", ErrorCode.BAD_REQUEST
             )
             return
+        if self.resolve_model is not None:
+            try:
+                targets = [self.resolve_model(t) for t in targets]
+            except HubError as exc:
+                self._reply_error(session, req.request_id, exc.message, exc.code)
+                return
         unknown = [t for t in targets if t not in self.runtimes]
         if unknown:
             self._reply_error(
@@ -167,6 +185,8 @@ class Router:
                 session, req.request_id, "rate limit exceeded", ErrorCode.RATE_LIMITED, retry_after=_ceil_ms(wait)
             )
             return
+        if req.stream_id is not None and self.frame_listeners:
+            self._notify_frame(req.stream_id, targets, obj, payload)
         for name in targets:
             await self.submit(
                 self.runtimes[name],
@@ -245,13 +265,20 @@ class Router:
             time.perf_counter(),
             timeout or runtime.config.request_timeout,
             on_message=on_message,
+            stream_id=stream_id,
         )
         unavailable = self._unavailable_reason(runtime)
         if unavailable:
+            failed = runtime.state.state is BackendState.FAILED  # only an admin revives it: no retry
             self._deliver(
                 pending,
                 protocol.error_message(
-                    client_id, unavailable, ErrorCode.BACKEND_UNAVAILABLE, model=runtime.name, retry_after=1.0
+                    client_id,
+                    unavailable,
+                    ErrorCode.BACKEND_UNAVAILABLE,
+                    model=runtime.name,
+                    retry_after=None if failed else 1.0,
+                    retryable=False if failed else None,
                 ).model_dump(exclude_none=True),
             )
             runtime.errors += 1
@@ -364,9 +391,15 @@ class Router:
         name: str,
         message: str,
         code: ErrorCode = ErrorCode.BACKEND_UNAVAILABLE,
-        retry_after: float | None = 1.0,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
     ) -> int:
-        """Answer every request queued for or in flight to ``name`` with an error, now."""
+        """Answer every request queued for or in flight to ``name`` with an error, now.
+
+        ``retry_after`` defaults to 1 s for a retryable error and none otherwise.
+        """
+        wait = retry_after if retry_after is not None else (1.0 if retryable else None)
         runtime = self.runtimes[name]
         jobs = runtime.scheduler.drain()
         for job in jobs:
@@ -375,7 +408,12 @@ class Router:
                 self._finish(
                     pending,
                     protocol.error_message(
-                        pending.client_id, message, code, model=name, retry_after=retry_after
+                        pending.client_id,
+                        message,
+                        code,
+                        model=name,
+                        retry_after=wait,
+                        retryable=None if retryable else False,
                     ).model_dump(exclude_none=True),
                     code.value,
                     from_scheduler=False,
@@ -416,20 +454,30 @@ class Router:
         runtime.last_used = time.monotonic()
         if outcome == "ok":
             runtime.latency.add(elapsed)
+            runtime.answered += 1
             if self.result_listeners:
-                self._notify_result(runtime.name, obj)
+                self._notify_result(runtime.name, obj, pending.stream_id)
         elif outcome not in _NOT_ERRORS:
             runtime.errors += 1
         self._observer.request_finished(runtime, outcome, elapsed)
         self._deliver(pending, obj)
         self._kick(runtime)
 
-    def _notify_result(self, name: str, obj: dict[str, Any]) -> None:
+    def _notify_result(self, name: str, obj: dict[str, Any], stream_id: str | None) -> None:
         for listener in self.result_listeners:
             try:
-                listener(name, obj)
+                listener(name, obj, stream_id)
             except Exception:
                 logger.exception("%s: result listener failed", name)
+
+    def _notify_frame(
+        self, stream_id: str, targets: list[str], obj: dict[str, Any], payload: memoryview | None
+    ) -> None:
+        for listener in self.frame_listeners:
+            try:
+                listener(stream_id, targets, obj, payload)
+            except Exception:
+                logger.exception("stream %s: frame listener failed", stream_id)
 
     def _deliver(self, pending: Pending, obj: dict[str, Any]) -> None:
         if pending.on_message is not None:

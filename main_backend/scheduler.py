@@ -45,8 +45,11 @@ class Scheduler:
         max_in_flight: int,
         clock: Callable[[], float] = time.perf_counter,
         stream_backlog: int | None = None,
+        latest_frame_wins: bool = True,
     ) -> None:
         self.name = name
+        #: False: frames of a stream are queued like any request, none is superseded.
+        self.latest_frame_wins = latest_frame_wins
         #: At most this many stream frames wait (across all streams): past it the oldest waiting
         #: frame is superseded, so an answer's age stays flat however many cameras send.
         self.stream_backlog = stream_backlog or max(2, max_in_flight)
@@ -89,7 +92,7 @@ class Scheduler:
         Raises ``OverloadedError`` when the queue is full (after superseding, which frees room).
         """
         superseded: list[Job] = []
-        if stream_id is not None:
+        if stream_id is not None and self.latest_frame_wins:
             old = self._by_stream.pop(stream_id, None)
             if old is None and len(self._by_stream) >= self.stream_backlog:
                 old = self._by_stream.pop(next(iter(self._by_stream)))  # the oldest waiting frame
@@ -106,7 +109,7 @@ class Scheduler:
         job = Job(priority, next(self._seq), hub_id, frame, stream_id, self._clock(), owner)
         heapq.heappush(self._heap, job)
         self._queued[hub_id] = job
-        if stream_id is not None:
+        if stream_id is not None and self.latest_frame_wins:
             self._by_stream[stream_id] = job
         return superseded
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -68,3 +69,38 @@ def key_values(pairs: Sequence[tuple[str, Cell]], style: Style, indent: int = 2)
         text, colour = (value, None) if isinstance(value, str) else value
         out.append(" " * indent + f"{key + ':':<{width + 1}} " + style.paint(text, colour))
     return "\n".join(out)
+
+
+class ProgressLine:
+    """One line per task: a bar redrawn in place on a terminal; on a pipe only the final line."""
+
+    WIDTH = 24
+
+    def __init__(self, label: str, label_width: int, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+        self._style = Style(self._stream)
+        self._live = self._stream.isatty() and os.environ.get("TERM") != "dumb"
+        self._label = label.ljust(label_width)
+        self._started = time.monotonic()
+        self._last = ""
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self._started
+
+    def update(self, fraction: float, phase: str) -> None:
+        if not self._live:
+            return
+        filled = round(max(0.0, min(1.0, fraction)) * self.WIDTH)
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        text = f"{self._label}  [{bar}] {fraction * 100:3.0f}%  {phase}"
+        if text != self._last:
+            self._last = text
+            self._stream.write("\r\x1b[2K" + text)
+            self._stream.flush()
+
+    def done(self, outcome: str, colour: str | None = None) -> None:
+        """Replace the bar with ``label  outcome (N s)``."""
+        text = f"{self._label}  {self._style.paint(outcome, colour)} ({self.seconds:.0f} s)"
+        self._stream.write(("\r\x1b[2K" if self._live else "") + text + "\n")
+        self._stream.flush()

@@ -7,7 +7,10 @@ import logging
 import sys
 from pathlib import Path
 
+from main_backend.backend_name import backend_name_arg
+from main_backend.cli_errors import CliError
 from main_backend.config import load_config
+from main_backend.launcher.inventory import UnknownBackend
 from main_backend.packing.archive import COMPRESSIONS
 from main_backend.packing.models import ModelNotFoundError
 from main_backend.packing.packer import PackOptions, pack_backend
@@ -18,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     pack = sub.add_parser("pack", help="make an offline bundle of a backend", parents=[common])
-    pack.add_argument("name", help="the backend (its key under model_backends)")
+    pack.add_argument("name", type=backend_name_arg, help="the backend (its key under model_backends)")
     pack.add_argument("-o", "--output", required=True, type=Path, help="the bundle file to write")
     pack.add_argument("--compression", choices=COMPRESSIONS, default="zstd")
     pack.add_argument(
@@ -37,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     backend = config.model_backends.get(args.name)
     if backend is None:
-        print(f"unknown backend {args.name}; known: {', '.join(config.model_backends)}", file=sys.stderr)
-        return 2
+        raise UnknownBackend([args.name], config.model_backends)
     options = PackOptions(
         output=args.output.resolve(),
         compression=args.compression,
@@ -51,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = pack_backend(backend, options)
     except (ToolError, ModelNotFoundError, FileNotFoundError) as exc:
-        print(f"pack failed: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(f"pack failed: {exc}") from None
     size = result.bundle.stat().st_size
     manifest = result.manifest
     print(

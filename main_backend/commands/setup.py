@@ -1,28 +1,52 @@
-"""``setup [NAME...]``: create or update backend venvs from their requirements.txt."""
+"""``setup [NAME...]``: create or update backend venvs from their requirements.txt.
+
+One progress line per venv (a bar on a terminal), then a one-line summary; pip's own output
+is shown only when it fails (its last lines, in the error).
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import time
 
+from main_backend.backend_name import backend_name_arg
+from main_backend.cli_errors import CliError, ExitCode
 from main_backend.config import load_config
-from main_backend.venvs import setup_venv
+from main_backend.launcher.inventory import check_names
+from main_backend.terminal import ProgressLine
+from main_backend.venvs import SetupFailed, setup_venv, venv_status
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     setup = sub.add_parser("setup", help="create or update backend venvs", parents=[common])
-    setup.add_argument("names", nargs="*", help="backends (default: every enabled one)")
+    setup.add_argument("names", nargs="*", type=backend_name_arg, help="backends (default: every enabled one)")
     setup.add_argument("--force", action="store_true", help="reinstall even if up to date")
     setup.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    names = args.names or list(config.enabled_backends())
-    unknown = [n for n in names if n not in config.model_backends]
-    if unknown:
-        print(f"unknown backend {', '.join(unknown)}; known: {', '.join(config.model_backends)}", file=sys.stderr)
-        return 2
+    names = check_names(config, args.names) or list(config.enabled_backends())
+    started = time.monotonic()
+    width = max((len(n) for n in names), default=0)
+    outcomes: dict[str, list[str]] = {"created": [], "updated": [], "up to date": [], "failed": []}
+    errors: list[str] = []
     for name in names:
-        setup_venv(config.model_backends[name], force=args.force)
+        backend = config.model_backends[name]
+        existed = venv_status(backend).exists
+        line = ProgressLine(name, width)
+        try:
+            changed = setup_venv(backend, force=args.force, progress=line.update)
+        except (SetupFailed, OSError) as exc:
+            line.done("failed", "red")
+            outcomes["failed"].append(name)
+            errors.append(str(exc))
+            continue
+        outcome = ("updated" if existed else "created") if changed else "up to date"
+        line.done(outcome, "green" if changed else "dim")
+        outcomes[outcome].append(name)
+    parts = [f"{len(v)} {k}" for k, v in outcomes.items() if v]
+    print(f"setup: {len(names)} venv(s): {', '.join(parts) or 'nothing to do'} in {time.monotonic() - started:.0f} s")
+    if errors:
+        raise CliError("\n".join(errors), ExitCode.FAILED)
     return 0

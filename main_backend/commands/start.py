@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from main_backend.backend_name import backend_name_arg
+from main_backend.cli_errors import CliError, ExitCode
 from main_backend.config import load_config
 from main_backend.launcher.actions import (
     NOT_RUNNING,
@@ -16,7 +18,7 @@ from main_backend.launcher.actions import (
     wait_settled,
 )
 from main_backend.launcher.hub_client import HubClient
-from main_backend.launcher.inventory import UnknownBackend, check_names, live_backends
+from main_backend.launcher.inventory import check_names, live_backends
 from main_backend.launcher.memory import DefaultChoice, choose_default, free_memory
 from main_backend.terminal import Style
 
@@ -25,7 +27,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     parser = sub.add_parser(
         "start", help="start backends through the running hub (no name: what fits)", parents=[common]
     )
-    parser.add_argument("names", nargs="*", help="backends (default: enabled autostart ones that fit in free memory)")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        type=backend_name_arg,
+        help="backends (default: enabled autostart ones that fit in free memory)",
+    )
     parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS", help="wait until they are ready")
     parser.add_argument("--dry-run", action="store_true", help="only say what would be started")
     add_hub_options(parser)
@@ -34,11 +41,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    try:
-        names = check_names(config, args.names)
-    except UnknownBackend as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    names = check_names(config, args.names)
+    disabled = [n for n in names if not config.model_backends[n].enabled]
+    if disabled:
+        raise CliError(
+            f"{', '.join(disabled)}: disabled in the config (enabled: false); set enabled: true there to start it",
+            ExitCode.USAGE,
+        )
     client = HubClient.for_config(config, args.hub)
     live = live_backends(client)
     choice: DefaultChoice | None = None
@@ -52,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
         message = f"no hub answers at {client.base_url}: start it with `python -m main_backend serve --supervise`"
         if args.json:
             print(json.dumps({"hub": client.base_url, "error": message, "results": []}))
-        print(f"error: {message}", file=sys.stderr)
-        return 1
+        raise CliError(message, ExitCode.NO_HUB)
     results = (
         [ActionResult(n, "start", True, state="dry run") for n in names]
         if args.dry_run

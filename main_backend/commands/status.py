@@ -7,12 +7,13 @@ import json
 import sys
 from typing import Any
 
+from main_backend.backend_name import backend_name_arg
+from main_backend.cli_errors import CliError, ExitCode
 from main_backend.config import Config, load_config
 from main_backend.launcher.actions import add_hub_options
-from main_backend.launcher.hub_client import HubClient
+from main_backend.launcher.hub_client import HubClient, HubKeyRefused
 from main_backend.launcher.inventory import (
     BackendInventory,
-    UnknownBackend,
     check_names,
     inspect_backend,
     live_backends,
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     parser = sub.add_parser(
         "status", help="one backend in detail (config, venv, packages, log, live state)", parents=[common]
     )
-    parser.add_argument("name", help="a backend under model_backends")
+    parser.add_argument("name", type=backend_name_arg, help="a backend under model_backends")
     parser.add_argument("--lines", type=int, default=15, help="how many log lines to show (default 15)")
     add_hub_options(parser)
     parser.set_defaults(func=run)
@@ -33,34 +34,50 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    try:
-        (name,) = check_names(config, [args.name])
-    except UnknownBackend as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    (name,) = check_names(config, [args.name])
     client = HubClient.for_config(config, args.hub)
-    live = live_backends(client)
-    item = inspect_backend(config.model_backends[name], (live or {}).get(name))
+    refused: HubKeyRefused | None = None
+    try:
+        live = live_backends(client)
+    except HubKeyRefused as exc:  # a hub runs but we may not see it: say so, show what is on disk
+        live, refused = None, exc
+    item = inspect_backend(config.model_backends[name], (live or {}).get(name), refused is not None)
     log_file = config.hub.log_path / f"{name}.log"
     log = tail(log_file, args.lines)
     if args.json:
         out = {
             **item.as_json(),
             "config": item.config.model_dump(mode="json"),
-            "hub": {"url": client.base_url, "running": live is not None},
+            "hub": {"url": client.base_url, "running": live is not None or refused is not None}
+            | ({"error": str(refused)} if refused else {}),
             "log": {"path": str(log_file), "lines": log},
         }
         json.dump(out, sys.stdout, indent=2)
         print()
-        return 0
-    print(render(item, config, client.base_url, live is not None, log_file, log, Style()))
+        return ExitCode.KEY_REFUSED if refused else ExitCode.OK
+    print(render(item, config, client.base_url, live is not None, log_file, log, Style(), refused=refused is not None))
+    if refused is not None:
+        raise CliError(f"{refused}; the state above is from disk", ExitCode.KEY_REFUSED)
     return 0
 
 
 def render(
-    item: BackendInventory, config: Config, hub_url: str, hub_running: bool, log_file: Any, log: list[str], style: Style
+    item: BackendInventory,
+    config: Config,
+    hub_url: str,
+    hub_running: bool,
+    log_file: Any,
+    log: list[str],
+    style: Style,
+    *,
+    refused: bool = False,
 ) -> str:
-    source = f"live from the hub at {hub_url}" if hub_running else f"no hub answers at {hub_url}; from disk"
+    if refused:
+        source = f"the hub at {hub_url} refused the API key; from disk"
+    elif hub_running:
+        source = f"live from the hub at {hub_url}"
+    else:
+        source = f"no hub answers at {hub_url}; from disk"
     state = style.paint(item.state, STATE_COLOURS.get(item.state))
     parts = [f"{style.bold(item.name)}  {state}  {style.paint(source, 'dim')}"]
     if item.config.description:

@@ -6,10 +6,12 @@ import argparse
 import json
 import sys
 
+from main_backend.backend_name import backend_name_arg
+from main_backend.cli_errors import CliError, ExitCode
 from main_backend.config import load_config
 from main_backend.launcher.actions import NOT_RUNNING, add_hub_options, describe, perform, wait_settled
 from main_backend.launcher.hub_client import HubClient
-from main_backend.launcher.inventory import UnknownBackend, check_names, live_backends
+from main_backend.launcher.inventory import check_names, live_backends
 from main_backend.terminal import Style
 
 
@@ -17,7 +19,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     parser = sub.add_parser(
         "stop", help="stop backends through the running hub (no name: all that run)", parents=[common]
     )
-    parser.add_argument("names", nargs="*", help="backends (default: every one that runs)")
+    parser.add_argument("names", nargs="*", type=backend_name_arg, help="backends (default: every one that runs)")
     parser.add_argument(
         "--wait", type=float, default=10.0, metavar="SECONDS", help="wait until they are stopped (default 10)"
     )
@@ -27,16 +29,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    try:
-        names = check_names(config, args.names)
-    except UnknownBackend as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    names = check_names(config, args.names)
     client = HubClient.for_config(config, args.hub)
     live = live_backends(client)
     if live is None:
-        print(f"error: no hub answers at {client.base_url}; nothing to stop", file=sys.stderr)
-        return 1
+        raise CliError(f"no hub answers at {client.base_url}; nothing to stop", ExitCode.NO_HUB)
     if not names:
         names = [n for n, b in live.items() if b["state"] not in NOT_RUNNING]
     results = perform(client, names, "stop")

@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from main_backend.cli_errors import CliError
 from main_backend.config import DEFAULT_CONFIG
-from main_backend.packing.installer import UnpackOptions, read_manifest, unpack_bundle
+from main_backend.packing.installer import UnpackOptions, default_destination, read_manifest, unpack_bundle
 from main_backend.packing.manifest import BundleError
 from main_backend.packing.registration import RegistrationConflict
 from main_backend.packing.tools import ToolError
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
         manifest, _ = read_manifest(args.bundle)
         options = UnpackOptions(
             bundle=args.bundle,
-            dest=args.dir or Path("bundles") / manifest.backend.name,
+            dest=args.dir or default_destination(manifest),
             config_file=Path(args.config) if args.config else DEFAULT_CONFIG,
             port=args.port,
             force=args.force,
@@ -37,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
         )
         result = unpack_bundle(options)
     except (BundleError, RegistrationConflict, ToolError, OSError) as exc:
-        print(f"unpack failed: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(f"unpack failed: {exc}") from None
     print(
         f"{result.manifest.backend.name} {result.manifest.backend.version}: unpacked into {result.dest} "
         f"in {result.seconds:.1f} s; {result.registration} in {options.config_file} (port {result.entry['port']})"

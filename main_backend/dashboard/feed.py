@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from main_backend.dashboard.history import History
+from main_backend.dashboard.live import LiveStreams
 from main_backend.dashboard.results import LatestResults
 from main_backend.hub import Hub
 
@@ -28,6 +29,7 @@ class DashboardFeed:
         self._hub = hub
         self.results = LatestResults()
         self.history = History()
+        self.live = LiveStreams()
         self.viewers = 0
         self._push_s = push_s
         self._sample_s = sample_s
@@ -38,7 +40,9 @@ class DashboardFeed:
         self.closed = False
 
     def start(self) -> None:
-        self._hub.router.result_listeners.append(self.results.observe)
+        router = self._hub.router
+        router.result_listeners += [self.results.observe, self.live.observe_result]
+        router.frame_listeners.append(self.live.observe_frame)
         self._payload = self._build()
         self._task = asyncio.create_task(self._run(), name="dashboard-feed")
 
@@ -46,8 +50,14 @@ class DashboardFeed:
         """Stop the task and release every viewer (they end their streams)."""
         self.closed = True
         self._wake()
-        if self.results.observe in self._hub.router.result_listeners:
-            self._hub.router.result_listeners.remove(self.results.observe)
+        router = self._hub.router
+        for listeners, listener in (
+            (router.result_listeners, self.results.observe),
+            (router.result_listeners, self.live.observe_result),
+            (router.frame_listeners, self.live.observe_frame),
+        ):
+            if listener in listeners:
+                listeners.remove(listener)  # type: ignore[arg-type]
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -80,6 +90,7 @@ class DashboardFeed:
                 changed = self.history.note_states(self._states(), time.time())
                 if now - last_sample >= self._sample_s:
                     self.history.sample(self._hub.snapshot()["backends"], now)
+                    self.live.sample()
                     last_sample = now
                 if self.viewers and (changed or now - last_push >= self._push_s):
                     self._payload = self._build()
@@ -97,6 +108,7 @@ class DashboardFeed:
         snap["charts"] = self.history.charts()
         snap["results"] = self.results.snapshot()
         snap["events"] = list(self.history.events)
+        snap["streams"] = self.live.index()
         snap["sent_at"] = time.time()
         return orjson.dumps(snap)
 

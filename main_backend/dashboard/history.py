@@ -41,7 +41,7 @@ class History:
             latency = backend["latency"]
             series.p50.append(latency.get("p50_ms"))
             series.p99.append(latency.get("p99_ms"))
-            done = int(backend["requests"]) - int(backend["in_flight"]) - int(backend["queued"])
+            done = int(backend["answered"])  # answered with a result: superseded frames are not served
             previous, series.last_count = series.last_count, done
             rate = 0.0 if previous is None or elapsed is None else max(done - previous, 0) / elapsed
             series.rps.append(round(rate, 2))

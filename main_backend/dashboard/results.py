@@ -11,7 +11,7 @@ MAX_FIELDS = 24
 MAX_TEXT = 80
 MAX_LIST = 8
 #: Keys shown first when a result has more small values than MAX_FIELDS.
-HEADLINE = re.compile(r"(score|level|emotion|label|class|state|prob|drows|fatigue)", re.IGNORECASE)
+HEADLINE = re.compile(r"(score|level|emotion|label|class|state|prob|drows|fatigue|perclos|blink)", re.IGNORECASE)
 
 Scalar = str | int | float | bool | None
 
@@ -32,7 +32,7 @@ class LatestResults:
         self._counts: dict[str, int] = {}
         self._clock = clock
 
-    def observe(self, backend: str, answer: dict[str, Any]) -> None:
+    def observe(self, backend: str, answer: dict[str, Any], stream_id: str | None = None) -> None:
         data = answer.get("data")
         if isinstance(data, dict):
             self._counts[backend] = self._counts.get(backend, 0) + 1

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
+import orjson
 from aiohttp import web
 
 from main_backend.auth import AuthPolicy
 from main_backend.dashboard.feed import DashboardFeed
+from main_backend.dashboard.live import MAX_FPS
 from main_backend.hub import Hub
 from model_backends.base.errors import HTTP_STATUS, ErrorCode
 
@@ -25,6 +28,8 @@ def mount(app: web.Application, hub: Hub, auth: AuthPolicy) -> None:
     app[FEED_KEY] = feed
     page = DashboardPage(feed, auth)
     app.router.add_get("/", page.index)
+    app.router.add_get("/favicon.ico", page.favicon)
+    app.router.add_get("/api/live", page.live)
     app.router.add_static("/dashboard/static/", STATIC, append_version=False)
     app.router.add_get("/api/events", page.events)
     app.router.add_get("/api/dashboard", page.state)
@@ -50,6 +55,48 @@ class DashboardPage:
 
     async def index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    async def favicon(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "favicon.svg", headers={"Content-Type": "image/svg+xml"})
+
+    async def live(self, request: web.Request) -> web.StreamResponse:
+        """Server-sent events for one stream (``?stream=ID``): frame + answers, at most MAX_FPS a second.
+
+        Only while this response is open does the hub keep the stream's latest frame; an event
+        goes out only when something changed, and a keep-alive comment when nothing did.
+        """
+        if not self._auth.client_ok(request):
+            return _unauthorized()
+        stream_id = request.query.get("stream", "")
+        if not stream_id or len(stream_id) > 200:
+            return web.json_response(
+                {"error": {"message": "the stream query parameter names a stream", "code": "bad_request"}}, status=400
+            )
+        live = self._feed.live
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
+        await response.prepare(request)
+        live.watch(stream_id)
+        sent, idle = -2, 0.0
+        period = 1.0 / MAX_FPS
+        try:
+            while not self._feed.closed:
+                version = live.version(stream_id)
+                if version != sent:
+                    sent, idle = version, 0.0
+                    view = live.view(stream_id) or {"stream_id": stream_id, "missing": True}
+                    await response.write(b"event: live\ndata: " + orjson.dumps(view) + b"\n\n")
+                elif idle >= KEEPALIVE_S:
+                    idle = 0.0
+                    await response.write(b": keep-alive\n\n")
+                await asyncio.sleep(period)
+                idle += period
+        except (ConnectionResetError, ConnectionError):
+            logger.debug("live viewer of %s went away", stream_id)
+        finally:
+            live.unwatch(stream_id)
+        return response
 
     async def state(self, request: web.Request) -> web.Response:
         if not self._auth.client_ok(request):

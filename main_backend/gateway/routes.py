@@ -12,7 +12,6 @@ from main_backend.gateway.chat.serving import ChatServing, parse_body
 from main_backend.gateway.external import ExternalProxy
 from main_backend.gateway.models.serving import ModelCatalog
 from main_backend.gateway.openai_errors import GatewayError, invalid_request, unauthorized, unknown_url
-from main_backend.gateway.switching import ProviderSwitch
 from main_backend.hub import Hub
 from model_backends.base.errors import HubError
 from model_backends.base.protocol import PRIORITY_BATCH
@@ -30,7 +29,7 @@ def mount(app: web.Application, hub: Hub, auth: AuthPolicy) -> None:
     app.router.add_post("/v1/chat/completions", routes.guard(routes.chat_completions))
     app.router.add_route("*", "/v1/{tail:.*}", routes.guard(routes.unknown))
     app.on_cleanup.append(routes.close)
-    for name, provider in hub.config.external_providers.items():
+    for name, provider in hub.providers.items():
         if provider.replaces and provider.replaces not in hub.runtimes:
             logger.warning(
                 "external provider %s replaces %r, which is not a configured backend", name, provider.replaces
@@ -44,14 +43,7 @@ class GatewayRoutes:
         self._auth = auth
         self._catalog = ModelCatalog(hub)
         self._proxy = ExternalProxy()
-        self._chat = ChatServing(
-            hub.router,
-            self._catalog,
-            ProviderSwitch(
-                hub.lifecycle.control, lambda name: name in hub.runtimes and hub.runtimes[name].model_loaded
-            ),
-            self._proxy,
-        )
+        self._chat = ChatServing(hub.router, self._catalog, hub.switch, self._proxy)
 
     def guard(self, handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:

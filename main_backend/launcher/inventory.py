@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from main_backend.config import BackendConfig, Config
-from main_backend.launcher.hub_client import HubClient, HubRequestError, HubUnreachable
+from main_backend.launcher.hub_client import HubClient, HubKeyRefused, HubRequestError, HubUnreachable
 from main_backend.launcher.packages import DependencyReport, check_dependencies, installed_packages, read_pins
 from main_backend.venvs import NODEPS_REQUIREMENTS, VenvStatus, venv_status
 
@@ -39,6 +39,8 @@ class BackendInventory:
     deps_error: str | None
     live: dict[str, Any] | None
     port_open: bool
+    #: A hub runs but refused our key: its state is unknown, not "not running".
+    hub_refused: bool = False
 
     @property
     def name(self) -> str:
@@ -54,6 +56,8 @@ class BackendInventory:
     def state(self) -> str:
         if self.live is not None:
             return str(self.live["state"])
+        if self.hub_refused:
+            return "unknown (key refused)"
         return "listening (no hub)" if self.port_open else "not running"
 
     def as_json(self) -> dict[str, Any]:
@@ -82,7 +86,7 @@ class BackendInventory:
         }
 
 
-def inspect_backend(config: BackendConfig, live: dict[str, Any] | None) -> BackendInventory:
+def inspect_backend(config: BackendConfig, live: dict[str, Any] | None, hub_refused: bool = False) -> BackendInventory:
     """Venv freshness, requirements vs installed packages, and whether its port answers."""
     status = venv_status(config)
     deps: DependencyReport | None = None
@@ -94,13 +98,18 @@ def inspect_backend(config: BackendConfig, live: dict[str, Any] | None) -> Backe
         except (RuntimeError, OSError, ValueError) as exc:
             error = str(exc)
     port_open = live is None and _port_open(config.host, config.port)
-    return BackendInventory(config, status, deps, error, live, port_open)
+    return BackendInventory(config, status, deps, error, live, port_open, hub_refused)
 
 
 def live_backends(client: HubClient) -> dict[str, dict[str, Any]] | None:
-    """The running hub's view of every backend, or None when no hub answers."""
+    """The running hub's view of every backend, or None when no hub answers.
+
+    Raises ``HubKeyRefused`` when a hub answers but refuses the key: that is not "no hub".
+    """
     try:
         snapshot = client.get("/api/backends")
+    except HubKeyRefused:
+        raise
     except (HubUnreachable, HubRequestError):
         return None
     return {b["name"]: b for b in snapshot.get("backends", [])}

@@ -8,7 +8,7 @@ import io
 import logging
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -153,20 +153,27 @@ def read_first_members(path: Path, count: int) -> dict[str, bytes]:
     return found
 
 
-def extract_bundle(path: Path, dest: Path) -> dict[str, FileDigest]:
-    """Extract every file into ``dest`` (safely: no links, nothing outside it) and hash it on the way."""
+def extract_bundle(path: Path, dest: Path, sizes: Mapping[str, int] | None = None) -> dict[str, FileDigest]:
+    """Extract every file into ``dest`` (safely: no links, nothing outside it) and hash it on the way.
+
+    With ``sizes`` (the manifest's size of each file), a file it does not list, a file listed
+    twice, or a file longer than listed is refused before (or the moment) its bytes exceed it,
+    so a crafted bundle cannot fill the disk before the checksums are compared.
+    """
     seen: dict[str, FileDigest] = {}
     current = "the start of the archive"
+    root = dest.resolve()
     with Progress(f"reading {path.name}", path.stat().st_size) as progress:
         try:
             with open_bundle(path, progress) as tar:
                 for member in tar:
                     current = member.name
-                    target = _safe_target(dest, member)
+                    target = _safe_target(root, member)
                     if member.isdir():
                         target.mkdir(parents=True, exist_ok=True)
                         continue
-                    seen[member.name] = _extract_file(tar, member, target)
+                    limit = _size_limit(member, sizes, seen)
+                    seen[member.name] = _extract_file(tar, member, target, limit)
         except BundleError as exc:
             raise BundleError(f"{exc} (inside {current})") from exc
         except _damage_errors() as exc:
@@ -174,28 +181,45 @@ def extract_bundle(path: Path, dest: Path) -> dict[str, FileDigest]:
     return seen
 
 
-def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path) -> FileDigest:
+def _size_limit(member: tarfile.TarInfo, sizes: Mapping[str, int] | None, seen: Mapping[str, FileDigest]) -> int:
+    if member.name in seen:
+        raise BundleError(f"{member.name}: appears twice in the bundle")
+    if sizes is None:
+        return member.size
+    if member.name not in sizes:
+        raise BundleError(f"{member.name}: not listed in the manifest")
+    if member.size > sizes[member.name]:
+        raise BundleError(f"{member.name}: {member.size} bytes, the manifest says {sizes[member.name]}")
+    return sizes[member.name]
+
+
+def _extract_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, limit: int) -> FileDigest:
     target.parent.mkdir(parents=True, exist_ok=True)
     handle = tar.extractfile(member)
     assert handle is not None  # regular files always have data
     sha = hashlib.sha256()
     size = 0
-    with target.open("wb") as out:
+    with target.open("xb") as out:  # never through a link, never over a file already there
         while block := handle.read(CHUNK):
-            sha.update(block)
             size += len(block)
+            if size > limit:
+                raise BundleError(f"{member.name}: more than the {limit} bytes the manifest says")
+            sha.update(block)
             out.write(block)
     target.chmod(0o755 if member.mode & 0o111 else 0o644)
     return FileDigest(sha256=sha.hexdigest(), size=size)
 
 
-def _safe_target(dest: Path, member: tarfile.TarInfo) -> Path:
+def _safe_target(root: Path, member: tarfile.TarInfo) -> Path:
     name = PurePosixPath(member.name)
-    if name.is_absolute() or ".." in name.parts or not name.parts:
+    if name.is_absolute() or ".." in name.parts or not name.parts or "\\" in member.name:
         raise BundleError(f"{member.name}: a path outside the bundle")
     if not (member.isfile() or member.isdir()):
         raise BundleError(f"{member.name}: only plain files and folders may be in a bundle")
-    return dest.joinpath(*name.parts)
+    target = root.joinpath(*name.parts)
+    if not target.resolve().is_relative_to(root):
+        raise BundleError(f"{member.name}: a path outside the bundle")
+    return target
 
 
 def _damage_errors() -> tuple[type[BaseException], ...]:

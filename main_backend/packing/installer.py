@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,11 +13,15 @@ from typing import Any
 
 from main_backend.packing import layout
 from main_backend.packing.archive import extract_bundle, read_first_members
-from main_backend.packing.manifest import BundleError, Manifest, digest_of, verify_files
+from main_backend.packing.manifest import BundleError, FileDigest, Manifest, digest_file, digest_of, verify_files
 from main_backend.packing.registration import check_registration, register_backend
 from main_backend.packing.tools import offline_pip_env, run_tool
+from main_backend.venvs import folder_digest, write_stamp
 
 logger = logging.getLogger(__name__)
+
+#: Where bundles unpack by default (``bundles/<name>``), relative to the working folder.
+BUNDLES_DIR = Path("bundles")
 
 
 @dataclass(frozen=True)
@@ -69,31 +74,110 @@ def unpack_bundle(options: UnpackOptions) -> UnpackResult:
     dest = options.dest.resolve()
     entry = config_entry(manifest, dest, options.port)
     check_registration(options.config_file, manifest.backend.name, entry, options.force)
-    if dest.exists() and any(dest.iterdir()) and not options.force:
-        raise BundleError(f"{dest} is not empty; use --force to replace it")
-    staging = dest.with_name(f".{dest.name}.unpacking")
-    shutil.rmtree(staging, ignore_errors=True)
+    _check_replaceable(dest, options.force)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _check_room(dest.parent, manifest)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpacking-", dir=dest.parent))
     try:
         _extract_verified(options.bundle, staging, manifest, head)
-        if dest.exists():
-            shutil.rmtree(dest)
-        staging.rename(dest)
+        _replace(staging, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _install_venv(dest, options.python, manifest, options.quiet)
+    folder = Path(entry["path"])  # the venv holds what its requirements ask for: `list` says ready
+    write_stamp(dest / layout.VENV_DIR, folder_digest(folder, folder / "requirements.txt"))
     _protect_model(dest)
     action = register_backend(options.config_file, manifest.backend.name, entry, options.force)
     logger.info("%s: %s in %s (%s)", manifest.backend.name, action, options.config_file, dest)
     return UnpackResult(dest, manifest, entry, action, time.monotonic() - started)
 
 
+def default_destination(manifest: Manifest, parent: Path = BUNDLES_DIR) -> Path:
+    """``bundles/<name>``, checked to stay inside ``bundles/`` (the name was checked too)."""
+    root = parent.resolve()
+    dest = (root / manifest.backend.name).resolve()
+    if dest.parent != root:
+        raise BundleError(f"backend name {manifest.backend.name!r} would unpack outside {root}")
+    return dest
+
+
+def _check_replaceable(dest: Path, force: bool) -> None:
+    """An existing folder is replaced only with ``force``, and only if it holds an unpacked bundle."""
+    if dest.is_symlink():
+        raise BundleError(f"{dest} is a symbolic link; refusing to unpack through it")
+    if not dest.exists():
+        return
+    if not dest.is_dir():
+        raise BundleError(f"{dest} exists and is not a folder")
+    if not any(dest.iterdir()):
+        return
+    if not force:
+        raise BundleError(f"{dest} is not empty; use --force to replace it")
+    if not (dest / layout.MANIFEST).is_file():
+        raise BundleError(f"{dest} does not hold an unpacked bundle (no {layout.MANIFEST}); --force will not delete it")
+
+
+def _check_room(parent: Path, manifest: Manifest) -> None:
+    free = shutil.disk_usage(parent).free
+    if manifest.total_size > free:
+        raise BundleError(f"the bundle's files need {manifest.total_size} bytes; {parent} has {free} free")
+
+
+def _replace(staging: Path, dest: Path) -> None:
+    """Swap the verified files in; the old folder (if any) is renamed aside first, then removed."""
+    if not dest.exists():
+        staging.rename(dest)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.replaced-", dir=dest.parent))
+    dest.rename(old / dest.name)
+    staging.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _extract_verified(bundle: Path, staging: Path, manifest: Manifest, head: dict[str, bytes]) -> None:
-    seen = extract_bundle(bundle, staging)
     expected = {**manifest.files, **{name: digest_of(data) for name, data in head.items()}}
+    seen = extract_bundle(bundle, staging, {name: digest.size for name, digest in expected.items()})
     problems = verify_files(expected, seen)
     if problems:
         raise BundleError(f"{bundle.name} is refused, {len(problems)} bad file(s):\n  " + "\n  ".join(problems))
     logger.info("%s: all %d files match the manifest", bundle.name, len(seen))
+
+
+def verify_unpacked(bundle: Path, dest: Path) -> Manifest:
+    """Check an already unpacked folder against ``bundle``: every file's sha256, nothing added.
+
+    Only the venv the unpack created and caches may be there besides (the names ``pack`` never
+    copies); bytecode caches outside the venv are deleted, since Python would run them instead
+    of the verified sources.
+    """
+    manifest, head = read_manifest(bundle)
+    expected = {**manifest.files, **{name: digest_of(data) for name, data in head.items()}}
+    seen: dict[str, FileDigest] = {}
+    root = dest.resolve()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if set(rel.parts) & layout.SKIPPED_NAMES or path.is_dir():
+            continue  # the venv unpack made, caches the backend writes at run time
+        if path.is_symlink() or not path.is_file():
+            raise BundleError(f"{dest}: {rel.as_posix()} is not a plain file")
+        seen[rel.as_posix()] = digest_file(path)
+    problems = verify_files(expected, seen)
+    if problems:
+        raise BundleError(
+            f"{dest} does not match {bundle.name}, {len(problems)} difference(s):\n  "
+            + "\n  ".join(problems)
+            + "\nunpack it again with: python -m main_backend unpack --force "
+            + str(bundle)
+        )
+    _drop_bytecode(root)
+    return manifest
+
+
+def _drop_bytecode(root: Path) -> None:
+    for cache in root.rglob("__pycache__"):
+        rel = cache.relative_to(root)
+        if rel.parts[0] != layout.VENV_DIR and cache.is_dir() and not cache.is_symlink():
+            shutil.rmtree(cache)
 
 
 def _check_python(python: str, wanted: str) -> None:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from main_backend.backend_name import check_backend_name
 from main_backend.packing.layout import BUNDLE_FORMAT
+
+#: A folder name inside a bundle: one path component, never ``.`` or ``..``.
+_FOLDER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 class BundleError(Exception):
@@ -22,6 +27,14 @@ class FileDigest(BaseModel):
     size: int = Field(ge=0)
 
 
+def relative_path(value: str, what: str) -> str:
+    """``value`` if it is a relative path that stays inside the folder it is joined to."""
+    path = PurePosixPath(value)
+    if not value or path.is_absolute() or ".." in path.parts or "\\" in value or "\0" in value:
+        raise ValueError(f"{what} {value!r} must be a relative path inside the bundle")
+    return value
+
+
 class BackendInfo(BaseModel):
     name: str
     version: str
@@ -29,6 +42,23 @@ class BackendInfo(BaseModel):
     entry: str = "main.py"
     port: int
     config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_backend_name(value, "backend.name")
+
+    @field_validator("folder")
+    @classmethod
+    def _folder(cls, value: str) -> str:
+        if not _FOLDER.fullmatch(value):
+            raise ValueError(f"backend.folder {value!r} must be one folder name (letters, digits, '_', '-', '.')")
+        return value
+
+    @field_validator("entry")
+    @classmethod
+    def _entry(cls, value: str) -> str:
+        return relative_path(value, "backend.entry")
 
 
 class TargetInfo(BaseModel):
@@ -44,6 +74,11 @@ class ModelInfo(BaseModel):
     size: int = 0
     in_wheels: dict[str, str] = Field(default_factory=dict)
     skipped: list[str] = Field(default_factory=list)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return None if value is None else relative_path(value, "model.path")
 
 
 class EngineInfo(BaseModel):
@@ -65,6 +100,18 @@ class Manifest(BaseModel):
     engine: EngineInfo
     warnings: list[str] = Field(default_factory=list)
     files: dict[str, FileDigest]
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, value: dict[str, FileDigest]) -> dict[str, FileDigest]:
+        for name in value:
+            relative_path(name, "file")
+        return value
+
+    @property
+    def total_size(self) -> int:
+        """Bytes of every listed file: the most an unpack may write besides the manifest."""
+        return sum(d.size for d in self.files.values())
 
     def to_bytes(self) -> bytes:
         return (self.model_dump_json(indent=2) + "\n").encode()

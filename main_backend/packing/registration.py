@@ -16,6 +16,8 @@ from main_backend.config import parse_config
 logger = logging.getLogger(__name__)
 
 _SECTION = re.compile(r"^model_backends:\s*(#.*)?$")
+#: ``model_backends: {}`` / ``: null`` / ``: ~``: an empty section written inline, replaced by a block.
+_EMPTY_SECTION = re.compile(r"^model_backends:\s*(\{\s*\}|null|~)\s*(#.*)?$")
 
 
 class RegistrationConflict(Exception):
@@ -59,6 +61,9 @@ def register_backend(config_file: Path, name: str, entry: dict[str, Any], force:
 def edit_text(text: str, name: str, entry: dict[str, Any]) -> str:
     """``text`` with ``model_backends.<name>`` set to ``entry``; other lines (comments too) untouched."""
     lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if _EMPTY_SECTION.match(line):
+            lines[i] = "model_backends:"
     start = next((i for i, line in enumerate(lines) if _SECTION.match(line)), None)
     if start is None:
         return text.rstrip("\n") + ("\n\n" if text.strip() else "") + "model_backends:\n" + _block(name, entry, "  ")

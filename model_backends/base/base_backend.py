@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 import signal
+import ssl
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -72,6 +73,7 @@ class BaseModelBackend(ABC):
         auth_token: if set, connections must send ``Authorization: Bearer <token>``.
             Defaults to the ``HUB_BACKEND_TOKEN`` environment variable.
         max_message_bytes: largest frame accepted.
+        tls: a server TLS context: serve ``wss://`` (for a hub on another host) instead of ``ws://``.
 
     Class attributes a subclass may override: ``name``, ``version``, ``max_batch_size``
     (then also override ``process_batch`` for a real batched call).
@@ -80,6 +82,8 @@ class BaseModelBackend(ABC):
     name: str = "backend"
     version: str = "0.1.0"
     max_batch_size: int = 1
+    #: Browser origins allowed to open a WebSocket to this backend directly (none: use the hub).
+    allowed_origins: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -92,8 +96,10 @@ class BaseModelBackend(ABC):
         max_concurrency: int = 1,
         auth_token: str | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.tls = tls
         self.port = port
         self.model_path = model_path
         self.device = device
@@ -205,9 +211,11 @@ class BaseModelBackend(ABC):
             process_request=self._check_auth,
             ping_interval=20,
             ping_timeout=20,
+            ssl=self.tls,
         )
         self.bound_port = _bound_port(server, self.port)
-        logger.info("%s listening on ws://%s:%s (pid %d)", self.name, self.host, self.bound_port, os.getpid())
+        scheme = "wss" if self.tls is not None else "ws"
+        logger.info("%s listening on %s://%s:%s (pid %d)", self.name, scheme, self.host, self.bound_port, os.getpid())
         if self.eager_load:
             self._own(self._ensure_loaded())
         try:
@@ -225,6 +233,12 @@ class BaseModelBackend(ABC):
 
     # ------------------------------------------------------------------ connection
     def _check_auth(self, conn: ServerConnection, request: Request) -> Response | None:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin not in self.allowed_origins:
+            # Only the hub and scripts talk to a backend; a browser page (any site the user
+            # visits) must not reach it on loopback. Browsers go through the hub.
+            logger.warning("refused a connection from a browser origin %r", origin[:100])
+            return conn.respond(HTTPStatus.FORBIDDEN, "browser origins may not connect to a backend; use the hub\n")
         if self._auth_token is None:
             return None
         supplied = request.headers.get("Authorization", "")
@@ -247,7 +261,8 @@ class BaseModelBackend(ABC):
         try:
             msg = protocol.decode(frame)
         except ProtocolError as exc:
-            await self._send(conn, protocol.error_message(_guess_request_id(frame), exc.message, exc.code))
+            rid = exc.request_id or _guess_request_id(frame)
+            await self._send(conn, protocol.error_message(rid, exc.message, exc.code))
             return
         if isinstance(msg, protocol.HealthCheck):
             await self._send(conn, self.pong(msg.request_id))

@@ -21,6 +21,7 @@ class ErrorCode(str, Enum):
     CANCELLED = "cancelled"
     INSUFFICIENT_MEMORY = "insufficient_memory"
     UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
     #: the prompt (plus the requested completion) does not fit the model's context window
@@ -44,6 +45,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.CANCELLED: 499,
     ErrorCode.INSUFFICIENT_MEMORY: 507,
     ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
     ErrorCode.SHUTTING_DOWN: 503,
     ErrorCode.INTERNAL: 500,
     ErrorCode.CONTEXT_LENGTH_EXCEEDED: 400,
@@ -94,7 +96,15 @@ class BadRequestError(HubError):
 
 
 class ProtocolError(BadRequestError):
-    """A frame could not be decoded into a protocol message."""
+    """A frame could not be decoded into a protocol message.
+
+    ``request_id`` is set when the frame was read far enough to know it (e.g. valid JSON
+    nested too deep), so the error can answer that request.
+    """
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None, request_id: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.request_id = request_id
 
 
 class TooLargeError(HubError):

@@ -1,8 +1,9 @@
 """Image input for camera backends: base64 or raw JPEG/PNG bytes -> an RGB numpy array.
 
-Decodes once, with limits checked before the pixels are allocated. Uses OpenCV when the
-backend's venv has it (about 2x faster than Pillow on JPEG), else Pillow. Call it from
-``process_inference`` (a worker thread), never on the event loop.
+Decodes once, with limits checked before the pixels are allocated. JPEG goes to simplejpeg
+(libjpeg-turbo straight to RGB) when the backend's venv has it, else OpenCV, else Pillow:
+640x480 1.1 / 1.1 / ~6 ms, 1920x1080 5.7 / 7.1 ms (median CPU, cv2 including its BGR->RGB).
+Call it from ``process_inference`` (a worker thread), never on the event loop.
 """
 
 from __future__ import annotations
@@ -90,6 +91,29 @@ def decode_image(raw: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
     size = image_size(raw)
     if size is not None and size[0] * size[1] > max_pixels:
         raise TooLargeError(f"image of {size[0]}x{size[1]} pixels exceeds the limit of {max_pixels}")
+    rgb = _decode_jpeg(raw) if raw[:2] == b"\xff\xd8" else None
+    if rgb is None:
+        rgb = _decode_any(raw)
+    if rgb.shape[0] * rgb.shape[1] > max_pixels:
+        raise TooLargeError(f"image of {rgb.shape[1]}x{rgb.shape[0]} pixels exceeds the limit of {max_pixels}")
+    return rgb
+
+
+def _decode_jpeg(raw: bytes) -> np.ndarray | None:
+    """simplejpeg's RGB decode; None where simplejpeg is not installed or refuses the file
+    (the general decoders then try it, and answer ``bad_request`` if they fail too)."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    try:
+        rgb: np.ndarray = simplejpeg.decode_jpeg(raw, colorspace="RGB")
+    except ValueError:
+        return None
+    return rgb
+
+
+def _decode_any(raw: bytes) -> np.ndarray:
     try:
         import cv2
         import numpy as np
@@ -100,8 +124,6 @@ def decode_image(raw: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
         rgb: np.ndarray = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
     except ImportError:
         rgb = _decode_with_pillow(raw)
-    if rgb.shape[0] * rgb.shape[1] > max_pixels:
-        raise TooLargeError(f"image of {rgb.shape[1]}x{rgb.shape[0]} pixels exceeds the limit of {max_pixels}")
     return rgb
 
 

@@ -26,6 +26,13 @@ PRIORITY_BATCH = 10
 
 _HEADER_LEN = struct.Struct(">I")
 
+#: The deepest nesting of arrays and objects a message may have. orjson decodes 1024 levels
+#: but encodes only 255, so a deeper message could be read and then never answered; 128
+#: leaves room for the levels an answer adds around a request's data.
+MAX_JSON_DEPTH = 128
+#: The deepest nesting orjson can encode: the limit for answers a peer only forwards.
+MAX_ENCODABLE_DEPTH = 255
+
 
 class Message(BaseModel):
     """Base of all messages: unknown extra keys are kept, so newer peers stay compatible."""
@@ -179,15 +186,47 @@ MESSAGE_TYPES: frozenset[str] = frozenset(
 )
 
 
-def parse_json(frame: str | bytes | memoryview) -> dict[str, Any]:
-    """Parse a text frame into a JSON object, or raise ``ProtocolError``."""
+def parse_json(frame: str | bytes | memoryview, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """Parse a text frame into a JSON object, or raise ``ProtocolError``.
+
+    Objects nested deeper than ``max_depth`` are refused with ``bad_request`` (and the
+    error names their request_id when it could be read).
+    """
     try:
         obj = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
         raise ProtocolError(f"malformed JSON: {exc}", code=ErrorCode.INVALID_JSON) from exc
     if not isinstance(obj, dict):
         raise ProtocolError("a message must be a JSON object", code=ErrorCode.INVALID_JSON)
+    if _may_be_deeper(frame, max_depth) and _depth_exceeds(obj, max_depth):
+        rid = obj.get("request_id")
+        raise ProtocolError(
+            f"message nested deeper than {max_depth} levels",
+            code=ErrorCode.BAD_REQUEST,
+            request_id=rid if isinstance(rid, str) else None,
+        )
     return obj
+
+
+def _may_be_deeper(frame: str | bytes | memoryview, limit: int) -> bool:
+    """Cheap bound (C-speed counts): a frame with few brackets cannot nest deeper than their number."""
+    if isinstance(frame, memoryview):
+        frame = bytes(frame)  # a binary envelope's header: small
+    if isinstance(frame, str):
+        return frame.count("[") + frame.count("{") > limit
+    return frame.count(b"[") + frame.count(b"{") > limit
+
+
+def _depth_exceeds(obj: Any, limit: int) -> bool:
+    """Whether ``obj`` nests lists/dicts more than ``limit`` levels (iterative: no recursion limit)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
 
 
 def split_envelope(frame: bytes) -> tuple[dict[str, Any], memoryview]:
@@ -260,14 +299,16 @@ def error_message(
     *,
     model: str | None = None,
     retry_after: float | None = None,
+    retryable: bool | None = None,
 ) -> ErrorMessage:
-    """Build an ``error`` message with its retry hint filled in from the code."""
+    """Build an ``error`` message with its retry hint filled in from the code (or ``retryable``,
+    where the code alone does not tell: a backend that has failed for good is unavailable too)."""
     return ErrorMessage(
         request_id=request_id,
         error=error,
         code=code,
         model=model,
-        retryable=code in RETRYABLE,
+        retryable=code in RETRYABLE if retryable is None else retryable,
         retry_after=retry_after,
     )
 

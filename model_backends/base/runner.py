@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from model_backends.base.base_backend import BaseModelBackend
+from model_backends.base.tls import CERT_ENV, KEY_ENV, server_tls
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -23,6 +24,8 @@ def build_parser(description: str = "Run a model backend") -> argparse.ArgumentP
     parser.add_argument("--eager", action="store_true", help="load the model at start, not on first use")
     parser.add_argument("--max-concurrency", type=int, default=1, help="requests served at once")
     parser.add_argument("--log-level", default=os.environ.get("HUB_LOG_LEVEL", "INFO"))
+    parser.add_argument("--tls-cert", default=os.environ.get(CERT_ENV), help="PEM certificate: serve wss://")
+    parser.add_argument("--tls-key", default=os.environ.get(KEY_ENV), help="PEM private key of --tls-cert")
     return parser
 
 
@@ -49,6 +52,9 @@ def run_backend(
         "eager_load": args.eager,
         "max_concurrency": args.max_concurrency,
     }
+    tls = server_tls(args.tls_cert, args.tls_key)
+    if tls is not None:  # only then: a backend with its own constructor need not know the keyword
+        kwargs["tls"] = tls
     if extra_kwargs is not None:
         kwargs.update(extra_kwargs(args))
     backend = backend_cls(**kwargs)

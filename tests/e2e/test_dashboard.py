@@ -143,7 +143,7 @@ def test_dashboard_follows_a_killed_backend_and_model_unload_without_reloading(
         page.wait_for_selector(card("echo2", model_loaded="true"))
 
         page.wait_for_selector(f'{card("echo")} .chip[data-key="echo.frame"]')
-        page.wait_for_function("() => document.querySelectorAll('.spark polyline').length >= 3")
+        page.wait_for_function("() => document.querySelectorAll('.card .chart polyline').length >= 3")
         assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
         assert traffic.answers > 10
         page.wait_for_timeout(1500)  # one more second of chart points for the picture

@@ -8,6 +8,9 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+from websockets.exceptions import InvalidStatus
+
 from tests.support.processes import ECHO_BACKEND, backend_process
 from tests.support.wsclient import open_ws, recv_json, recv_until_final, send_json
 
@@ -100,3 +103,14 @@ async def test_a_token_protected_backend_refuses_connections_without_it(log_dir:
     assert refused
     assert pong["type"] == "pong"
     assert "s3cret-token" not in backend.log_text()
+
+
+async def test_a_backend_refuses_a_browser_origin_but_serves_the_hub_and_scripts(log_dir: Path) -> None:
+    with backend_process(ECHO_BACKEND, log_dir) as backend:
+        with pytest.raises(InvalidStatus) as refused:
+            await open_ws(backend.url, headers={"Origin": "http://evil.example"})
+        async with await open_ws(backend.url) as ws:  # no Origin: the hub, a script
+            await send_json(ws, {"type": "health_check", "request_id": "p"})
+            assert (await recv_json(ws))["type"] == "pong"
+    assert refused.value.response.status_code == 403
+    assert "browser origin" in backend.log_text()

@@ -30,7 +30,7 @@ FAULTS = ("sigkill", "sigstop_then_cont", "sigstop_until_detected", "admin_resta
 
 
 def _post(url: str) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, method="POST", data=b"")
+    req = urllib.request.Request(url, method="POST")  # no body: a form content type would be refused (415)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, json.loads(resp.read())

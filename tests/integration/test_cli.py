@@ -131,7 +131,7 @@ def test_unknown_backend_names_exit_2_listing_the_known_ones(cli_hub: RunningPro
 def test_start_and_stop_need_a_running_hub(cli_hub: RunningProcess) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
     started = cli(cli_hub, "start", "echo", hub_url=nowhere)
-    assert started.returncode == 1 and f"no hub answers at {nowhere}" in started.stderr
+    assert started.returncode == 3 and f"no hub answers at {nowhere}" in started.stderr
     status = cli(cli_hub, "status", "echo", hub_url=nowhere)
     assert status.returncode == 0 and f"no hub answers at {nowhere}; from disk" in status.stdout
 

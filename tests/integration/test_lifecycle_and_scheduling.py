@@ -160,8 +160,8 @@ async def test_a_stream_five_times_faster_than_the_backend_keeps_one_waiting_fra
                         "data": {"sleep": service_s},
                     },
                 )
-                if i % 10 == 5:
-                    queued_seen.append(_backend(hub.http, "echo")["queued"])
+                if i % 10 == 5:  # off the event loop: a blocking call here would delay the reader's clock
+                    queued_seen.append((await asyncio.to_thread(_backend, hub.http, "echo"))["queued"])
                 await asyncio.sleep(service_s / 5)
             await asyncio.sleep(1.0)
             task.cancel()
@@ -170,7 +170,10 @@ async def test_a_stream_five_times_faster_than_the_backend_keeps_one_waiting_fra
     assert len(superseded) + len(served) == 50  # every frame got exactly one answer
     assert max(queued_seen) <= 1
     assert len(superseded) > 25
-    assert max(ages) < 4 * service_s + 0.3, ages  # the age stays bounded, it does not grow
+    # The age stays bounded, it does not grow: without latest-frame-wins the last of 50 frames at 5x
+    # the service rate would wait about 40 x 0.1 s = 4 s. The bound leaves room for a busy machine's
+    # stalls (2 cores shared) and still tells the two apart.
+    assert max(ages) < 15 * service_s, ages
 
 
 async def test_a_backend_that_declares_a_batch_size_gets_batches(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ def _request(rid: str) -> dict[str, Any]:
 
 
 def _http(url: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, str]:
-    req = urllib.request.Request(url, method=method, headers=headers or {}, data=b"" if method == "POST" else None)
+    req = urllib.request.Request(url, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, resp.read().decode()
@@ -240,3 +240,31 @@ async def test_connections_waiting_to_authenticate_count_against_max_connections
         async with await open_ws(hub.ws, headers=CLIENT) as ws:  # a slot is free again once they left
             await send_json(ws, {"type": "health_check", "request_id": "h"})
             assert (await recv_json(ws))["type"] == "pong"
+
+
+def _environ(pid: int) -> dict[str, str]:
+    pairs = (e.split(b"=", 1) for e in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in e)
+    return {k.decode(): v.decode(errors="replace") for k, v in pairs}
+
+
+def test_a_backend_never_sees_the_hubs_keys_or_provider_keys(tmp_path: Path) -> None:
+    secrets = {
+        "HUB_API_KEY": API_KEY,
+        "HUB_ADMIN_KEY": ADMIN_KEY,
+        "PROVIDER_KEY_VAR": "provider-secret-123",
+        "HF_TOKEN": "hf_secret_456",
+        "UNRELATED_SETTING": "not-for-backends",
+    }
+    config = {
+        "external_providers": {
+            "remote": {"base_url": "http://127.0.0.1:9/v1", "model": "x", "api_key_env": "PROVIDER_KEY_VAR"}
+        },
+        "model_backends": {"echo": echo_backend_config(keep_alive=-1, env={"ECHO_SETTING": "mine"})},
+    }
+    with hub_process(config, tmp_path, env=secrets) as hub:
+        _wait_ready(hub)
+        env = _environ(int(_echo_state(hub)["pid"]))
+    assert env["ECHO_SETTING"] == "mine" and "PATH" in env and env["HUB_BACKEND_TOKEN"]
+    for name, value in secrets.items():
+        assert name not in env
+        assert value not in env.values()

@@ -162,6 +162,7 @@ def hub_process(
     cfg = dict(config)
     hub = dict(cfg.get("hub") or {})
     hub.setdefault("log_dir", str(tmp_path / "logs"))
+    hub.setdefault("state_dir", str(tmp_path / "state"))
     cfg["hub"] = hub
     cfg_file = write_config(tmp_path / f"models-{port}.yaml", cfg)
     log = tmp_path / f"hub-{port}.log"

@@ -38,3 +38,11 @@ def test_errors_name_the_bad_key(raw: dict[str, object], key: str) -> None:
 def test_two_backends_on_one_port_are_refused() -> None:
     with pytest.raises(ConfigError, match="also used by a"):
         parse_config({"model_backends": {"a": {"port": 9000}, "b": {"port": 9000}}})
+
+
+def test_eeg_keeps_every_chunk_of_a_stream_while_cameras_keep_the_latest_frame() -> None:
+    backends = load_config(DEFAULT_CONFIG).model_backends
+
+    assert backends["eeg"].latest_frame_wins is False
+    assert backends["fatigue"].latest_frame_wins is True
+    assert backends["emotion"].latest_frame_wins is True

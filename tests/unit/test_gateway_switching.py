@@ -83,3 +83,54 @@ async def test_switch_failures_do_not_block_requests_and_are_retried() -> None:
     await switch.use_local("vlm")
     assert switch.displaced == {}
     assert [c[1] for c in hub.calls] == ["unload", "unload", "load", "load"]
+
+
+async def test_switching_back_and_forth_within_the_hold_does_not_unload_every_time() -> None:
+    hub = FakeHub()
+    now = [0.0]
+    switch = ProviderSwitch(hub.model_control, lambda n: hub.loaded.get(n, False), hold_s=60.0, clock=lambda: now[0])
+    for _ in range(5):  # remote, local, remote, local, ... within a minute
+        await switch.use_external("remote", "vlm")
+        await switch.use_local("vlm")
+        now[0] += 5.0
+    assert [c[1] for c in hub.calls] == ["unload", "load"]
+    now[0] += 60.0  # the hold has passed: the next provider call frees the memory again
+    await switch.use_external("remote", "vlm")
+    assert [c[1] for c in hub.calls] == ["unload", "load", "unload"]
+
+
+async def test_a_provider_request_does_not_wait_for_a_busy_local_model_to_unload() -> None:
+    hub = FakeHub()
+    busy = {"vlm": True}
+    switch = ProviderSwitch(hub.model_control, lambda n: hub.loaded.get(n, False), busy=lambda n: busy[n])
+    await asyncio.wait_for(switch.use_external("remote", "vlm"), 2.0)  # returns although vlm stays busy
+    assert hub.calls == []
+    busy["vlm"] = False  # its generations are done: the deferred unload runs
+    for _ in range(200):
+        if switch.displaced:
+            break
+        await asyncio.sleep(0.05)
+    assert [c[1] for c in hub.calls] == ["unload"]
+    assert switch.displaced == {"vlm": "remote"}
+    await switch.close()
+
+
+async def test_a_deferred_unload_is_dropped_when_the_local_model_is_wanted_again() -> None:
+    hub = FakeHub()
+    busy = {"vlm": True}
+    switch = ProviderSwitch(hub.model_control, lambda n: hub.loaded.get(n, False), busy=lambda n: busy[n])
+    await switch.use_external("remote", "vlm")
+    await switch.use_local("vlm")
+    busy["vlm"] = False
+    await asyncio.sleep(0.6)
+    assert hub.calls == []
+    assert hub.loaded["vlm"] is True
+
+
+async def test_a_model_a_capability_uses_is_not_unloaded_by_a_provider_call() -> None:
+    hub = FakeHub()
+    switch = ProviderSwitch(hub.model_control, lambda n: hub.loaded.get(n, False), in_use=lambda n: n == "vlm")
+    await switch.use_external("remote", "vlm")
+    assert hub.calls == []
+    assert await switch.release("vlm", "remote", "capability text bound to remote") == "unloaded"
+    assert hub.calls == [("vlm", "unload", "capability text bound to remote")]

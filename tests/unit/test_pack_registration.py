@@ -86,3 +86,15 @@ def test_text_edit_appends_a_section_when_there_is_none() -> None:
     text = edit_text("hub:\n  port: 1\n", "emotion", {"port": 2})
 
     assert yaml.safe_load(text) == {"hub": {"port": 1}, "model_backends": {"emotion": {"port": 2}}}
+
+
+@pytest.mark.parametrize("empty", ["{}", "null", "~", "{ }  # none yet"])
+def test_an_inline_empty_section_becomes_the_one_model_backends_key(tmp_path: Path, empty: str) -> None:
+    config = tmp_path / "models.yaml"
+    config.write_text(f"hub:\n  port: 8765\nmodel_backends: {empty}\n")
+
+    assert register_backend(config, "emotion", ENTRY, force=False) == "added"
+
+    text = config.read_text()
+    assert text.count("model_backends:") == 1, text
+    assert yaml.safe_load(text)["model_backends"] == {"emotion": ENTRY}

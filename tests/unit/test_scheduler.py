@@ -77,3 +77,18 @@ def test_past_the_stream_backlog_the_oldest_waiting_frame_of_any_stream_is_super
     [dropped] = s.submit("c1", b"", 10, stream_id="c")
     assert dropped.hub_id == "a1"
     assert s.queued == 2
+
+
+def test_without_latest_frame_wins_every_chunk_of_a_stream_is_kept_in_order() -> None:
+    s = Scheduler("eeg", max_queue=10, max_in_flight=1, stream_backlog=2, latest_frame_wins=False)
+    sent = []
+    for i in range(5):
+        assert s.submit(f"c{i}", b"", 10, stream_id="subject-1") == []
+        s.submit(f"o{i}", b"", 10, stream_id=f"other-{i}")
+    while (job := s.next_ready()) is not None:
+        sent.append(job.hub_id)
+        s.finish(job.hub_id)
+
+    assert [j for j in sent if j.startswith("c")] == ["c0", "c1", "c2", "c3", "c4"]
+    assert len(sent) == 10
+    assert s.superseded_total == 0

@@ -45,8 +45,10 @@ class Recorder:
     def process_started(self, name: str, pid: int) -> None:
         self.events.append(("started", pid))
 
-    def process_exited(self, name: str, code: int, expected: bool) -> None:
+    def process_exited(self, name: str, code: int, expected: bool, reason: str | None = None) -> None:
         self.events.append(("exited", (code, expected)))
+        if reason is not None:
+            self.events.append(("spawn_error", reason))
 
     def process_failed(self, name: str, reason: str) -> None:
         self.events.append(("failed", reason))
@@ -119,11 +121,66 @@ async def test_a_crash_loop_is_marked_failed_instead_of_flapping(
     await sup.close()
 
 
-async def test_a_missing_venv_fails_with_the_setup_command(config: BackendConfig) -> None:
+async def test_a_missing_venv_is_retried_like_a_crash_then_fails_with_the_setup_command(
+    config: BackendConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("main_backend.supervisor.backoff", lambda **_: iter([0.01] * 100))
     config.python.unlink()
     recorder, spawned = Recorder(), []
     sup = make_supervisor(recorder, spawned)
     sup.start(config)
-    await _until(lambda: bool(recorder.events))
+    await _until(lambda: any(kind == "failed" for kind, _ in recorder.events))
     assert spawned == []
-    assert "python -m main_backend setup m" in str(recorder.events[0][1])
+    errors = [reason for kind, reason in recorder.events if kind == "spawn_error"]
+    assert len(errors) == 3  # max_restarts is 2: tried three times, like three crashes
+    failed = next(reason for kind, reason in recorder.events if kind == "failed")
+    assert "could not start" in str(failed) and "python -m main_backend setup m" in str(failed)
+    await sup.close()
+
+
+async def test_a_spawn_error_such_as_emfile_is_retried_with_back_off_not_failed_for_good(
+    config: BackendConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("main_backend.supervisor.backoff", lambda **_: iter([0.01] * 100))
+    recorder, spawned, attempts = Recorder(), [], []
+
+    async def spawn(cmd: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> FakeProcess:
+        attempts.append(cmd)
+        if len(attempts) <= 2:
+            raise OSError(24, "Too many open files")
+        proc = FakeProcess(2000 + len(spawned))
+        spawned.append(proc)
+        return proc
+
+    sup = Supervisor(recorder, Path("/tmp"), token="t0k", spawner=spawn)  # type: ignore[arg-type]
+    sup.start(config)
+    await _until(lambda: len(spawned) == 1)
+    assert [kind for kind, _ in recorder.events] == ["exited", "spawn_error", "exited", "spawn_error", "started"]
+    assert "Too many open files" in str(recorder.events[1][1])
+    assert not any(kind == "failed" for kind, _ in recorder.events)
+    await sup.close()
+
+
+class StubbornProcess(FakeProcess):
+    """Ignores SIGTERM: only SIGKILL ends it."""
+
+    async def stop(self, grace: float) -> int:
+        return await asyncio.sleep(3600, result=0)
+
+
+async def test_stop_passes_a_cancellation_of_its_caller_on_and_kills_the_process(config: BackendConfig) -> None:
+    spawned: list[FakeProcess] = []
+
+    async def spawn(cmd: Sequence[str], cwd: Path, env: Mapping[str, str], log: Path) -> FakeProcess:
+        spawned.append(StubbornProcess(2000 + len(spawned)))
+        return spawned[-1]
+
+    sup = Supervisor(Recorder(), Path("/tmp"), token=None, spawner=spawn)  # type: ignore[arg-type]
+    sup.start(config)
+    await _until(lambda: len(spawned) == 1)
+    stopping = asyncio.create_task(sup.stop("m"))
+    await asyncio.sleep(0.05)
+    stopping.cancel()
+    await asyncio.gather(stopping, return_exceptions=True)
+    assert stopping.cancelled()
+    assert spawned[0].returncode == -9  # a cancelled stop still leaves no process behind

@@ -3,7 +3,7 @@
 "use strict";
 
 const KEY_STORE = "hub_api_key";
-const HEADLINE = /(fatigue_score|level|top_emotion|emotion|score|label|drowsiness)$/;
+const HEADLINE = /(fatigue_score|level|top_emotion|emotion|score|label|drowsiness|perclos|blinks|blink_rate_per_min)$/;
 const $ = (sel, root = document) => root.querySelector(sel);
 
 // ------------------------------------------------------------------ API key
@@ -34,6 +34,7 @@ function askForKey(message) {
       if (key) sessionStorage.setItem(KEY_STORE, key);
       $("#key-input").value = "";
       bar.hidden = true;
+      loadChatModels();
       resolve();
     };
   });
@@ -64,35 +65,14 @@ function queuedText(b) {
   return parts.length ? `${b.queued} (${parts.join(" ")})` : String(b.queued);
 }
 
-// ------------------------------------------------------------------ sparklines
-function sparkline(svg, series, { area = false } = {}) {
-  const width = 240, height = 44, pad = 3;
-  const values = series.flatMap((s) => s.values.filter((v) => v !== null && v !== undefined));
-  const top = Math.max(1e-9, ...values) * 1.1;
-  const parts = [`<line class="base" x1="0" y1="${height - 0.5}" x2="${width}" y2="${height - 0.5}"/>`];
-  for (const { values: vs, cls } of series) {
-    const step = vs.length > 1 ? width / (vs.length - 1) : width;
-    let run = [];
-    const flush = () => {
-      if (run.length > 1) {
-        const pts = run.join(" ");
-        if (area) parts.push(`<polygon class="area" points="${run[0].split(",")[0]},${height} ${pts} ${run[run.length - 1].split(",")[0]},${height}"/>`);
-        parts.push(`<polyline class="${cls}" points="${pts}"/>`);
-      }
-      run = [];
-    };
-    vs.forEach((v, i) => {
-      if (v === null || v === undefined) return flush();
-      const y = height - pad - (v / top) * (height - 2 * pad);
-      run.push(`${(i * step).toFixed(1)},${y.toFixed(1)}`);
-    });
-    flush();
-  }
-  svg.innerHTML = parts.join("");
-}
-
 // ------------------------------------------------------------------ rendering
 const cards = new Map();
+const ALARMS = {
+  down: "DOWN: the backend's connection dropped; requests to it fail until it is back.",
+  failed: "FAILED: it crashed repeatedly and is no longer restarted. See the last error; Restart to try again.",
+  unhealthy: "UNHEALTHY: it stopped answering pings.",
+  degraded: "DEGRADED: it answers slowly or with errors.",
+};
 
 function cardFor(name) {
   let card = cards.get(name);
@@ -117,12 +97,17 @@ function set(card, field, text, cls) {
 
 function renderBackend(b, charts, result, now) {
   const card = cardFor(b.name);
+  const enabled = b.enabled !== false;
   card.dataset.state = b.state;
+  card.dataset.enabled = String(enabled);
   card.dataset.pid = b.pid ?? "";
   card.dataset.modelLoaded = String(b.model_loaded);
+  card.dataset.errors = String(b.errors);
   set(card, "name", b.name);
-  set(card, "state", b.state);
+  set(card, "state", enabled ? b.state : `disabled · ${b.state}`);
   set(card, "description", b.description || "");
+  const alarm = set(card, "alarm", enabled ? ALARMS[b.state] || "" : "Disabled in the config (enabled: false): the hub does not start or route to it.");
+  alarm.hidden = !alarm.textContent;
   set(card, "pid", b.pid ? String(b.pid) : dash);
   set(card, "endpoint", b.endpoint || dash, "mono");
   set(card, "ping", ms(b.ping_rtt_ms));
@@ -130,30 +115,35 @@ function renderBackend(b, charts, result, now) {
   set(card, "in_flight", String(b.in_flight));
   set(card, "queued", queuedText(b));
   set(card, "requests", String(b.requests));
-  // A frame replaced by a newer one of its stream counts as an error in the hub's totals; it is not a fault.
-  const errors = Math.max(0, b.errors - (b.superseded_total || 0));
-  const superseded = b.superseded_total ? ` · ${b.superseded_total} superseded` : "";
-  set(card, "errors", `${errors}${superseded}`, errors ? "bad" : "");
+  set(card, "errors", String(b.errors), b.errors ? "bad" : "");
+  set(card, "superseded", String(b.superseded_total || 0));
   set(card, "restarts", String(b.restarts), b.restarts ? "bad" : "");
   set(card, "model", b.model_loaded ? "loaded" : "not loaded", b.model_loaded ? "yes" : "no");
   card.querySelector('[data-f="model"]').title = b.model || "";
   set(card, "rss", mb(b.memory.rss_bytes));
   set(card, "gpu", mb(b.memory.gpu_bytes));
-  const measured = b.memory.measured_mb ? ` (${num(b.memory.measured_mb)} seen)` : "";
+  const measured = b.memory.measured_mb ? `, ${num(b.memory.measured_mb)} seen` : "";
   set(card, "declared", `${b.memory.declared_mb} MB${measured}`);
   set(card, "uptime", duration(b.backend_uptime_s));
   set(card, "loads", `${b.loads} / ${b.unloads}`);
   set(card, "p50", ms(b.latency.p50_ms));
   set(card, "p99", ms(b.latency.p99_ms));
   const chart = charts || { p50: [], p99: [], rps: [] };
-  set(card, "rps", num(chart.rps.length ? chart.rps[chart.rps.length - 1] : 0, 1));
-  sparkline(card.querySelector('[data-chart="latency"]'), [
-    { values: chart.p99, cls: "p99" },
-    { values: chart.p50, cls: "p50" },
-  ]);
-  sparkline(card.querySelector('[data-chart="rps"]'), [{ values: chart.rps, cls: "rps" }], { area: true });
-  const error = set(card, "last_error", b.last_error || "");
+  set(card, "rps", `${num(chart.rps.length ? chart.rps[chart.rps.length - 1] : 0, 1)} /s`);
+  const xLabels = ["−60 s", "now"];
+  lineChart(card.querySelector('[data-chart="latency"]'), {
+    series: [{ values: chart.p99, cls: "s-p99", span: 60 }, { values: chart.p50, cls: "s-p50", span: 60 }],
+    unit: "ms", xLabels,
+  });
+  lineChart(card.querySelector('[data-chart="rps"]'), {
+    series: [{ values: chart.rps, cls: "s-rps", span: 60 }], unit: "/s", xLabels, area: true,
+  });
+  const error = set(card, "last_error", b.last_error ? `last error: ${b.last_error}` : "");
   error.hidden = !b.last_error || b.state === "ready";
+  for (const button of card.querySelectorAll("button[data-action]")) {
+    button.disabled = !enabled;
+    button.title = enabled ? "" : "disabled in the config";
+  }
   renderResult(card, result, now);
 }
 
@@ -164,7 +154,6 @@ function renderResult(card, result, now) {
   set(card, "result-age", `${result.count} answers · ${duration(Math.max(0, now - result.at))} ago`);
   const entries = Object.entries(result.fields);
   entries.sort(([a], [b]) => Number(HEADLINE.test(b)) - Number(HEADLINE.test(a)));
-  entries.length = Math.min(entries.length, 14);
   const chips = card.querySelector('[data-f="result-fields"]');
   chips.replaceChildren(...entries.map(([key, value]) => {
     const chip = document.createElement("span");
@@ -205,8 +194,12 @@ function render(state) {
   $("#hub-clients").textContent = String(hub.clients);
   $("#hub-pending").textContent = String(hub.pending);
   $("#hub-viewers").textContent = String(hub.viewers ?? dash);
-  const ready = state.backends.filter((b) => b.state === "ready").length;
-  $("#hub-ready").textContent = `${ready} / ${state.backends.length}`;
+  const enabled = state.backends.filter((b) => b.enabled !== false);
+  const ready = enabled.filter((b) => b.state === "ready").length;
+  const disabled = state.backends.length - enabled.length;
+  const readyEl = $("#hub-ready");
+  readyEl.textContent = `${ready} / ${enabled.length}` + (disabled ? ` (${disabled} disabled)` : "");
+  readyEl.className = ready < enabled.length ? "bad" : "";
   const seen = new Set();
   for (const b of state.backends) {
     seen.add(b.name);
@@ -219,6 +212,8 @@ function render(state) {
     }
   }
   renderEvents(state.events);
+  updateStreams(state.streams || []);
+  lastState = { at: Date.now() };
   $("#link-text").textContent = `live · ${clock(state.sent_at)}`;
 }
 
@@ -251,14 +246,18 @@ async function act(name, action, button, retried = false) {
 }
 
 // ------------------------------------------------------------------ the live feed
+let lastState = null;
+
 function setLink(state, text) {
   $("#link").dataset.link = state;
+  document.body.dataset.link = state;
   $("#link-text").textContent = text;
-}
-
-function handleBlock(block) {
-  const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trimStart()).join("\n");
-  if (data) render(JSON.parse(data));
+  const banner = $("#stale-banner");
+  banner.hidden = state !== "reconnecting";
+  if (state === "reconnecting") {
+    const since = lastState ? `last update ${clock(lastState.at / 1000)}` : "no update yet";
+    $("#stale-text").textContent = `Everything below is stale (${since}); reconnecting…`;
+  }
 }
 
 async function follow() {
@@ -269,23 +268,13 @@ async function follow() {
   }
   if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}`);
   setLink("live", "live");
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buffer += decoder.decode(value, { stream: true });
-    let end;
-    while ((end = buffer.indexOf("\n\n")) >= 0) {
-      handleBlock(buffer.slice(0, end));
-      buffer = buffer.slice(end + 2);
-    }
-  }
+  await readSse(res, (name, data) => { if (name === "state") render(JSON.parse(data)); });
 }
 
 async function main() {
   takeKeyFromUrl();
+  initLive();
+  initChat();
   for (;;) {
     try {
       await follow();

