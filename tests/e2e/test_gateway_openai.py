@@ -205,7 +205,7 @@ def test_models_retrieve_and_unknown_paths_answer_in_openais_shape(
             f"{gateway_hub.http}{path}",
             data=b"{}" if method == "POST" else None,
             method=method,
-            headers={"Authorization": f"Bearer {API_KEY}"},
+            headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
         )
         with pytest.raises(urllib.error.HTTPError) as http_error:
             urllib.request.urlopen(req, timeout=10)

@@ -118,11 +118,11 @@ def test_json_object_mode_gives_a_json_object(gw: openai.OpenAI) -> None:
         model="vlm",
         messages=user("Give me a JSON object about a cat."),
         response_format={"type": "json_object"},
-        max_tokens=40,
+        temperature=0,
+        max_tokens=80,
     )
-    if answer.choices[0].finish_reason == "stop":  # within max_tokens: complete and valid
-        assert isinstance(json.loads(answer.choices[0].message.content or ""), dict)
-    assert (answer.choices[0].message.content or "").startswith("{")
+    assert answer.choices[0].finish_reason == "stop"
+    assert isinstance(json.loads(answer.choices[0].message.content or ""), dict)
 
 
 def test_streamed_and_batched_structured_answers_validate(smol_hub: RunningProcess) -> None:
@@ -315,7 +315,7 @@ def test_each_unsupported_or_bad_parameter_is_a_400_naming_it(
 ) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
         gw.chat.completions.create(model="vlm", messages=user("hi"), max_tokens=2, extra_body=fields)
-    assert caught.value.body["param"] == param, caught.value.body  # type: ignore[index]
+    assert caught.value.body["param"].startswith(param), caught.value.body  # type: ignore[index]
     assert param in caught.value.message
 
 
