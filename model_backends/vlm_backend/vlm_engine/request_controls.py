@@ -33,6 +33,10 @@ class RequestPreparer:
         self.context = ContextLimit(tokenizer, context_window(loaded.model))
         template = getattr(loaded.processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
         self.template_has_tools = isinstance(template, str) and "tools" in template
+        # Both take a second or so: paid once while the model loads, not by the first request that
+        # needs them (a prompt that cannot fit must be refused in milliseconds, the first one too).
+        self.context.longest_token_bytes()
+        self.grammars.tokenizer()
 
     def prepare(self, request: ChatRequest) -> None:
         """Render tools, build the row's controls and refuse a prompt that cannot fit (in that order)."""
