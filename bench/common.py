@@ -44,11 +44,18 @@ def astronaut_jpeg(width: int = 640, height: int = 480, quality: int = 85) -> by
 @contextmanager
 def echo_hub(**backend: Any) -> Iterator[RunningProcess]:
     """A hub supervising one echo backend named ``echo`` (quiet logs), ready to serve."""
+    with bench_hub({"echo": echo_backend_config(keep_alive=-1, **backend)}) as hub:
+        yield hub
+
+
+@contextmanager
+def bench_hub(backends: dict[str, dict[str, Any]], ready_timeout: float = 60.0) -> Iterator[RunningProcess]:
+    """A hub supervising ``backends`` (models.yaml entries by name), quiet logs, all of them ready."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     port = free_port()
     config = {
         "hub": {"log_dir": str(tmp), "client_rate_limit": 1e9, "client_max_in_flight": 100000},
-        "model_backends": {"echo": echo_backend_config(keep_alive=-1, **backend)},
+        "model_backends": backends,
     }
     cfg = tmp / "models.yaml"
     cfg.write_text(yaml.safe_dump(config))
@@ -75,7 +82,7 @@ def echo_hub(**backend: Any) -> Iterator[RunningProcess]:
     hub = RunningProcess(proc, port, tmp / "hub.log")
     try:
         wait_for_port(port, 30, proc)
-        wait_backends_ready(hub, ["echo"], 60)
+        wait_backends_ready(hub, list(backends), ready_timeout)
         time.sleep(0.2)
         yield hub
     finally:

@@ -15,6 +15,7 @@ from main_backend.config import Config, HubConfig
 from main_backend.connections import ConnectionGuard, GuardedTCPSite
 from main_backend.cross_site import CrossSiteGuard
 from main_backend.dashboard.routes import mount as mount_dashboard
+from main_backend.downloads.routes import DownloadRoutes
 from main_backend.gateway.routes import mount as mount_gateway
 from main_backend.http_api import HttpApi
 from main_backend.hub import Hub
@@ -38,6 +39,7 @@ def create_app(
     app.router.add_get("/ws", ClientEndpoint(hub, auth, connections).handle)
     app.router.add_routes(HttpApi(hub, auth).routes())
     app.router.add_routes(CapabilityRoutes(hub.capabilities, hub.providers, hub.state, auth).routes())
+    app.router.add_routes(DownloadRoutes(hub.downloads, auth).routes())
     mount_gateway(app, hub, auth)
     mount_dashboard(app, hub, auth)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,6 +69,8 @@ class BackendRuntime:
     answered: int = 0
     errors: int = 0
     load_failure: LoadFailure | None = None
+    #: Held by each start, stop, restart, load and unload of this backend: one at a time.
+    actions: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def name(self) -> str:

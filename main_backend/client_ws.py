@@ -68,12 +68,12 @@ class ClientEndpoint:
         try:
             async for msg in ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    await hub.router.on_client_frame(session, msg.data)
+                    await hub.clients.on_client_frame(session, msg.data)
                 elif msg.type is WSMsgType.ERROR:
                     logger.info("client %d: connection error: %s", session.id, ws.exception())
         finally:
             hub.sessions.discard(session)
-            hub.router.client_closed(session)
+            hub.clients.client_closed(session)
             await session.close()
             logger.info("client %d disconnected (code %s)", session.id, ws.close_code)
         return ws

@@ -102,7 +102,7 @@ class HttpApi:
             if action == "restart":
                 await hub.restart_backend(name)
             elif action == "start":
-                hub.start_backend(name)
+                await hub.start_backend(name)
             else:
                 await hub.stop_backend(name)
         except HubError as exc:

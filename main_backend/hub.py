@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import time
 from collections.abc import Coroutine
@@ -15,16 +16,18 @@ from typing import Any
 import aiohttp
 
 from main_backend import providers as provider_registry
-from main_backend.backend_runtime import BackendRuntime, ModelEvent
+from main_backend.backend_runtime import BackendRuntime
 from main_backend.capabilities.bindings import CapabilityBindings
 from main_backend.capabilities.service import CapabilityService
+from main_backend.client_proxy import ClientProxy
 from main_backend.config import Config
+from main_backend.downloads.manager import DownloadManager
 from main_backend.gateway.switching import ProviderSwitch
 from main_backend.lifecycle import ModelLifecycle
 from main_backend.metrics import HubMetrics
 from main_backend.placement.placements import Placements
 from main_backend.placement.replica_link import ReplicaSetLink
-from main_backend.router import Router
+from main_backend.routing import Router
 from main_backend.scheduler import Scheduler
 from main_backend.sessions import ClientSession
 from main_backend.state import BackendState, Event, StateMachine
@@ -32,9 +35,11 @@ from main_backend.statedb.database import StateDatabase
 from main_backend.statedb.store import StateStore
 from main_backend.supervisor import Supervisor
 from model_backends.base import protocol
-from model_backends.base.errors import BackendUnavailableError, ErrorCode, HubError, UnknownModelError
+from model_backends.base.errors import ErrorCode, HubError, UnknownModelError
 
 logger = logging.getLogger(__name__)
+
+LINK_STOP_TIMEOUT_S = 5.0
 
 
 class Hub:
@@ -60,16 +65,18 @@ class Hub:
                 ),
             )
         self.metrics = HubMetrics(self.runtimes, lambda: len(self.sessions), self.uptime)
-        self.router = Router(self.runtimes, self.metrics, config.hub.max_message_bytes)
-        self.router.client_max_in_flight = config.hub.client_max_in_flight
+        self.router = Router(self.runtimes, self.metrics)
+        self.clients = ClientProxy(self.router, config.hub.max_message_bytes)
+        self.clients.client_max_in_flight = config.hub.client_max_in_flight
         self.supervisor = Supervisor(
             self,
             config.hub.log_path,
             self._backend_token,
             stop_grace=config.hub.shutdown_grace,
             withheld_env=config.secret_env_names(),
+            parent_env=_backend_parent_env(config),
         )
-        self.lifecycle = ModelLifecycle(self, config.hub.memory_budget_mb)
+        self.lifecycle = ModelLifecycle(self.runtimes, self.router, self.metrics, config.hub.memory_budget_mb)
         self.router.gate = self.lifecycle
         self.state = StateStore(config.hub.state_path)
         self.providers = provider_registry.ProviderRegistry(config.external_providers)
@@ -89,7 +96,8 @@ class Hub:
             self.switch,
             lambda name, reason: self.lifecycle.control(name, "load", reason=reason),
         )
-        self.router.resolve_model = self.resolve_client_model
+        self.clients.resolve_model = self.resolve_client_model
+        self.downloads = DownloadManager(self.state, config.hub.hf_cache_path, config.hub.hf_endpoint)
         self.lifecycle.keep_loaded = lambda name: bool(self.bindings.uses(name))
         self.placements = Placements(config.hub.log_path)
         self._http: aiohttp.ClientSession | None = None
@@ -112,16 +120,47 @@ class Hub:
         for line in provider_registry.restore(self.providers, stored):
             logger.warning("providers: %s", line)
         await self.capabilities.restore()
+        await self.downloads.restore()
         self._http = aiohttp.ClientSession()
         self.lifecycle.start()
-        for name, rt in self.runtimes.items():
+        for rt in self.runtimes.values():
             if rt.config.enabled:
-                self.start_backend(name)
+                async with rt.actions:
+                    self._start_locked(rt)
 
-    def start_backend(self, name: str) -> None:
+    # Start, stop and restart of one backend run under its action lock (as its loads and
+    # unloads do): one at a time, each finished before the next begins, so any sequence of
+    # admin calls ends in the state the last one asked for, with one tracked process.
+    async def start_backend(self, name: str) -> None:
         """Connect to (and, when supervising a managed backend, start) one backend."""
         rt = self.runtime(name)
+        async with rt.actions:
+            self._start_locked(rt)
+
+    async def stop_backend(self, name: str) -> None:
+        rt = self.runtime(name)
+        async with rt.actions:
+            await self._stop_locked(rt)
+
+    async def restart_backend(self, name: str) -> None:
+        rt = self.runtime(name)
+        if isinstance(rt.link, ReplicaSetLink):
+            async with rt.actions:
+                await rt.link.restart_all()
+            return
+        if not (self.supervise and rt.config.is_managed):
+            raise HubError(
+                f"backend {name!r} is not managed by this hub; restart it where it runs", code=ErrorCode.BAD_REQUEST
+            )
+        async with rt.actions:
+            if self.supervisor.is_running(name):
+                await self.supervisor.restart(name, "requested by an admin")
+            else:
+                self._start_locked(rt)
+
+    def _start_locked(self, rt: BackendRuntime) -> None:
         assert self._http is not None
+        name = rt.name
         if rt.link is None:
             token = self._backend_token if rt.config.is_managed else None
             rt.link = self.placements.make_link(
@@ -135,13 +174,15 @@ class Hub:
         else:
             rt.link.kick()
 
-    async def stop_backend(self, name: str) -> None:
-        rt = self.runtime(name)
+    async def _stop_locked(self, rt: BackendRuntime) -> None:
+        name = rt.name
         rt.state.fire(Event.STOP)
         task = self._tasks.pop(name, None)
         if task is not None:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            done, _ = await asyncio.wait({task}, timeout=LINK_STOP_TIMEOUT_S)
+            if not done:
+                logger.error("%s: link task did not stop within %.0fs", name, LINK_STOP_TIMEOUT_S)
         if rt.link is not None:
             await rt.link.close()
         self.router.fail_backend(name, f"backend {name!r} was stopped", ErrorCode.BACKEND_UNAVAILABLE)
@@ -152,19 +193,11 @@ class Hub:
         rt.pid = None
         rt.model_loaded = False
 
-    async def restart_backend(self, name: str) -> None:
-        rt = self.runtime(name)
-        if isinstance(rt.link, ReplicaSetLink):
-            await rt.link.restart_all()
-            return
-        if not (self.supervise and rt.config.is_managed):
-            raise HubError(
-                f"backend {name!r} is not managed by this hub; restart it where it runs", code=ErrorCode.BAD_REQUEST
-            )
-        if not self.supervisor.is_running(name):
-            self.start_backend(name)
-            return
-        await self.supervisor.restart(name, "requested by an admin")
+    async def _restart_hung(self, name: str) -> None:
+        rt = self.runtimes[name]
+        async with rt.actions:
+            if self.supervisor.is_running(name):
+                await self.supervisor.restart(name, "not answering health checks", kill=True)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish within ``grace``, fail the rest, tear down."""
@@ -181,6 +214,7 @@ class Hub:
             await session.ws.close(code=1001, message=b"hub shutting down")
             await session.close()
         await self.capabilities.close()
+        await self.downloads.close()
         await self.switch.close()
         await self.lifecycle.close()
         for rt in self.runtimes.values():
@@ -208,65 +242,7 @@ class Hub:
             )
         return resolved
 
-    # ------------------------------------------------------------------ admin
-    async def model_control(self, name: str, action: str, reason: str = "admin") -> dict[str, Any]:
-        """Send load_model/unload_model to a backend and record memory before/after."""
-        rt = self.runtime(name)
-        if rt.link is None or not rt.link.connected:
-            raise BackendUnavailableError(f"backend {name!r} is not connected")
-        rt.state.fire(Event.LOAD_STARTED if action == "load" else Event.UNLOAD_STARTED)
-        try:
-            answer = await rt.link.control({"type": f"{action}_model"}, timeout=max(rt.config.startup_timeout, 60.0))
-        finally:
-            rt.state.fire(Event.LOAD_DONE if action == "load" else Event.UNLOAD_DONE)
-        if answer.get("type") == "error":
-            code, message = ErrorCode(answer.get("code", "internal")), str(answer.get("error"))
-            if action == "load" and code is ErrorCode.MODEL_LOAD_FAILED:
-                failure = rt.note_load_failure(message, time.monotonic())
-                rt.state.fire(Event.LOAD_FAILED)
-                raise HubError(message, code=code, retry_after=failure.retry_in(time.monotonic()))
-            raise HubError(message, code=code)
-        if action == "load":
-            rt.load_failure = None
-        state = protocol.ModelState.model_validate(answer)
-        self.note_model_state(rt, state, reason)
-        return state.model_dump(mode="json", exclude_none=True)
-
-    def note_model_state(self, rt: BackendRuntime, state: protocol.ModelState, reason: str) -> None:
-        rt.model_loaded = state.loaded
-        event = ModelEvent(
-            action=state.action,
-            at=time.time(),
-            duration_ms=round(state.duration_ms, 1),
-            rss_before=state.memory_before.rss_bytes,
-            rss_after=state.memory_after.rss_bytes,
-            gpu_before=state.memory_before.gpu_bytes,
-            gpu_after=state.memory_after.gpu_bytes,
-            reason=reason,
-        )
-        rt.record_model_event(event)
-        if state.action == "load":
-            rt.loads += 1
-            self.metrics.model_loads.labels(rt.name).inc()
-            grown = (state.memory_after.rss_bytes - state.memory_before.rss_bytes) / 1e6
-            gpu = ((state.memory_after.gpu_bytes or 0) - (state.memory_before.gpu_bytes or 0)) / 1e6
-            if state.duration_ms > 0 and max(grown, gpu) > 0:
-                rt.measured_memory_mb = round(max(grown, gpu), 1)
-        else:
-            rt.unloads += 1
-            self.metrics.model_unloads.labels(rt.name, reason).inc()
-        logger.info(
-            "%s: model %s (%s) in %.0f ms; rss %.0f -> %.0f MB, gpu %s -> %s",
-            rt.name,
-            "loaded" if state.loaded else "unloaded",
-            reason,
-            state.duration_ms,
-            state.memory_before.rss_bytes / 1e6,
-            state.memory_after.rss_bytes / 1e6,
-            _mb(state.memory_before.gpu_bytes),
-            _mb(state.memory_after.gpu_bytes),
-        )
-
+    # ------------------------------------------------------------------ views
     def snapshot(self) -> dict[str, Any]:
         return {
             "hub": {
@@ -316,7 +292,7 @@ class Hub:
         if consecutive >= rt.config.unhealthy_after and self.supervise and rt.config.is_managed:
             rt.restarts += 1  # the kill below is "expected" by the supervisor, but this was a fault
             self.metrics.backend_restarts.labels(name).inc()
-            self._spawn(self.supervisor.restart(name, "not answering health checks", kill=True))
+            self._spawn(self._restart_hung(name))
 
     def link_disconnected(self, name: str, reason: str) -> None:
         rt = self.runtimes[name]
@@ -364,12 +340,16 @@ class Hub:
         task.add_done_callback(_log_task_error)
 
 
+def _backend_parent_env(config: Config) -> dict[str, str]:
+    """The hub's environment, plus the Hugging Face cache downloads go to (so backends load from it)."""
+    env = dict(os.environ)
+    if config.hub.hf_cache_path is not None:
+        env["HF_HUB_CACHE"] = str(config.hub.hf_cache_path)
+    return env
+
+
 def _idle(rt: BackendRuntime) -> bool:
     return rt.scheduler.in_flight == 0 and rt.scheduler.queued == 0
-
-
-def _mb(value: int | None) -> str:
-    return "n/a" if value is None else f"{value / 1e6:.0f} MB"
 
 
 def _log_task_error(task: asyncio.Task[Any]) -> None:

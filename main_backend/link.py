@@ -20,6 +20,7 @@ import orjson
 
 from main_backend.backoff import backoff
 from main_backend.config import BackendConfig
+from main_backend.outbox import Outbox
 from model_backends.base import protocol
 from model_backends.base.errors import BackendUnavailableError, ErrorCode, HubError, ProtocolError
 
@@ -48,6 +49,7 @@ class BackendLink:
         token: str | None = None,
         max_message_bytes: int = 64 * 1024 * 1024,
         tls: ssl.SSLContext | aiohttp.Fingerprint | None = None,
+        send_queue_bytes: int | None = None,
     ) -> None:
         self.config = config
         self._tls = tls
@@ -56,6 +58,9 @@ class BackendLink:
         self._session = session
         self._token = token
         self._max_message_bytes = max_message_bytes
+        #: Bytes of data frames that may wait for the backend's socket (default: one largest frame).
+        self._send_queue_bytes = send_queue_bytes or max_message_bytes
+        self._outbox = Outbox(self._send_queue_bytes, self.name)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._control: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
@@ -90,6 +95,7 @@ class BackendLink:
                 failures += 1  # a wrong certificate does not fix itself: say so every time
                 logger.warning("%s: TLS check of %s failed: %s", self.name, self.config.url, exc)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                _reraise_cancellation()
                 failures += 1
                 logger.debug("%s: connect failed (%s), attempt %d", self.name, exc, failures)
             limit = self.config.max_reconnect_attempts
@@ -103,7 +109,7 @@ class BackendLink:
                 await asyncio.wait_for(self._wake.wait(), timeout=next(delays))
                 delays, failures = self._delays(), 0
             except TimeoutError:
-                pass
+                _reraise_cancellation()
 
     async def connect_once(self) -> None:
         """Connect and serve until the connection ends (a replica set reconnects on its own terms)."""
@@ -125,8 +131,10 @@ class BackendLink:
             ssl=self._tls if self._tls is not None else True,
         )
         self._ws = ws
+        self._outbox = Outbox(self._send_queue_bytes, self.name)
         self.connects += 1
         logger.info("%s: connected to %s", self.name, self.config.url)
+        writer = asyncio.create_task(self._write_loop(ws, self._outbox), name=f"write-{self.name}")
         pinger = asyncio.create_task(self._ping_loop(), name=f"ping-{self.name}")
         reason = "connection closed"
         try:
@@ -140,6 +148,8 @@ class BackendLink:
             reason = exc.message
         finally:
             pinger.cancel()
+            writer.cancel()
+            self._outbox.clear()
             self._ws = None
             await ws.close()
             self._fail_control(reason)
@@ -154,8 +164,8 @@ class BackendLink:
             if exc.request_id is None:
                 return
             # Answer the request it was meant for, so it does not wait for its deadline.
-            obj = protocol.error_message(exc.request_id, f"the backend's answer: {exc.message}", ErrorCode.INTERNAL)
-            obj = obj.model_dump(exclude_none=True)
+            error = protocol.error_message(exc.request_id, f"the backend's answer: {exc.message}", ErrorCode.INTERNAL)
+            obj = error.model_dump(exclude_none=True)
         rid = obj.get("request_id")
         if rid is not None and rid in self._control and obj.get("type") in _CONTROL_TYPES | {"error"}:
             fut = self._control.pop(rid)
@@ -165,18 +175,33 @@ class BackendLink:
         self._listener.link_frame(self.name, obj)
 
     async def send(self, frame: bytes | str) -> None:
-        """Send a frame to the backend; raises ``BackendUnavailableError`` if the link is down."""
+        """Queue a frame for the backend and return at once (never waits for its socket).
+
+        Raises ``BackendUnavailableError`` if the link is down, ``OverloadedError`` when the
+        frames already waiting for this backend exceed ``send_queue_bytes``.
+        """
+        self._outbox_or_raise().put_data(frame.encode() if isinstance(frame, str) else frame)
+
+    def send_control(self, frame: bytes) -> None:
+        """Queue a control frame: it goes before every waiting data frame."""
+        self._outbox_or_raise().put_control(frame)
+
+    def _outbox_or_raise(self) -> Outbox:
         ws = self._ws
         if ws is None or ws.closed:
             raise BackendUnavailableError(f"backend {self.name!r} is not connected")
+        return self._outbox
+
+    async def _write_loop(self, ws: aiohttp.ClientWebSocketResponse, outbox: Outbox) -> None:
+        """The connection's one writer: only it waits for the backend's socket to drain."""
         try:
-            if isinstance(frame, str):
-                await ws.send_str(frame)
-            else:
+            while True:
+                frame = await outbox.get()
                 opcode = aiohttp.WSMsgType.TEXT if frame[:1] == b"{" else aiohttp.WSMsgType.BINARY
                 await ws.send_frame(frame, opcode)
         except (ConnectionError, RuntimeError) as exc:
-            raise BackendUnavailableError(f"backend {self.name!r}: send failed: {exc}") from exc
+            logger.warning("%s: send failed (%s); closing the link", self.name, exc)
+            await ws.close(code=1011, message=b"send failed")
 
     async def control(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send a control message and wait for its answer (pong, model_state or error)."""
@@ -184,7 +209,7 @@ class BackendLink:
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._control[rid] = fut
         try:
-            await self.send(orjson.dumps({**message, "request_id": rid}))
+            self.send_control(orjson.dumps({**message, "request_id": rid}))
             return await asyncio.wait_for(fut, timeout)
         finally:
             self._control.pop(rid, None)
@@ -214,6 +239,7 @@ class BackendLink:
                 await self._ping_once()
                 failures = 0
             except (TimeoutError, HubError) as exc:
+                _reraise_cancellation()
                 failures += 1
                 logger.warning("%s: health_check failed (%s), %d in a row", self.name, exc or "timeout", failures)
                 self._listener.link_ping_failed(self.name, failures)
@@ -231,3 +257,11 @@ class BackendLink:
     async def close(self) -> None:
         if self._ws is not None:
             await self._ws.close()
+
+
+def _reraise_cancellation() -> None:
+    """A timeout can hide a cancellation that arrived at the same moment (aiohttp's connect
+    timeout turns it into ``TimeoutError``): a task asked to stop must stop."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -102,15 +102,15 @@ class CapabilityService:
     def _apply(self, capability: str, previous: str | None, model: str) -> list[dict[str, str]]:
         effects: list[dict[str, str]] = []
         reason = f"capability {capability} bound to {model}"
+        freed = self.local_chat(previous) if previous is not None and previous != model else None
         if (
-            previous is not None
-            and previous != model
-            and self.local_chat(previous) is not None
+            freed is not None
+            and freed.model_loaded
             and self.local_chat(model) is None
-            and not self.bindings.uses(previous)
+            and not self.bindings.uses(freed.name)
         ):
-            effects.append({"backend": previous, "action": "unload"})
-            self._spawn(self._switch.release(previous, model, reason))
+            effects.append({"backend": freed.name, "action": "unload"})
+            self._spawn(self._switch.release(freed.name, model, reason))
         runtime = self.local_chat(model)
         if runtime is not None and not runtime.model_loaded:
             effects.append({"backend": model, "action": "load"})

@@ -42,7 +42,7 @@ class DashboardFeed:
     def start(self) -> None:
         router = self._hub.router
         router.result_listeners += [self.results.observe, self.live.observe_result]
-        router.frame_listeners.append(self.live.observe_frame)
+        self._hub.clients.frame_listeners.append(self.live.observe_frame)
         self._payload = self._build()
         self._task = asyncio.create_task(self._run(), name="dashboard-feed")
 
@@ -54,7 +54,7 @@ class DashboardFeed:
         for listeners, listener in (
             (router.result_listeners, self.results.observe),
             (router.result_listeners, self.live.observe_result),
-            (router.frame_listeners, self.live.observe_frame),
+            (self._hub.clients.frame_listeners, self.live.observe_frame),
         ):
             if listener in listeners:
                 listeners.remove(listener)  # type: ignore[arg-type]

@@ -34,6 +34,7 @@ class StreamView:
     frame: FrameRef | None = None
     frame_at: float = 0.0
     frames: int = 0
+    frame_version: int = 0
     version: int = 0
     seen_at: float = 0.0
     results: dict[str, tuple[float, dict[str, Any]]] = field(default_factory=dict)
@@ -59,6 +60,7 @@ class LiveStreams:
             ref = payload if payload is not None else _image_field(obj)
             if ref is not None:
                 view.frame, view.frame_at = ref, view.seen_at
+                view.frame_version += 1
                 view.version += 1
 
     def observe_result(self, backend: str, answer: dict[str, Any], stream_id: str | None) -> None:
@@ -120,20 +122,22 @@ class LiveStreams:
             for v in reversed(self._streams.values())
         ]
 
-    def view(self, stream_id: str) -> dict[str, Any] | None:
-        """What a watcher of ``stream_id`` gets: the frame (base64), the answers, the series."""
+    def view(self, stream_id: str, known_frame: int = -1) -> dict[str, Any] | None:
+        """What a watcher of ``stream_id`` gets: the answers, the series and the frame (base64),
+        unless it is the frame the watcher has already (``known_frame``, a ``frame_version``)."""
         view = self._streams.get(stream_id)
         if view is None:
             return None
         now = self._clock()
         frame = None
-        if view.frame is not None:
+        if view.frame is not None and view.frame_version != known_frame:
             frame = {"image": _as_data_url(view.frame), "age_s": round(now - view.frame_at, 2)}
         return {
             "stream_id": stream_id,
             "frames": view.frames,
             "age_s": round(now - view.seen_at, 2),
             "frame": frame,
+            "frame_version": view.frame_version,
             "results": {b: {"age_s": round(now - at, 2), "data": d} for b, (at, d) in view.results.items()},
             "fatigue": list(view.fatigue),
             "eeg": list(view.eeg),

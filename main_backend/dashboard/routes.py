@@ -78,14 +78,15 @@ class DashboardPage:
         )
         await response.prepare(request)
         live.watch(stream_id)
-        sent, idle = -2, 0.0
+        sent, frame_sent, idle = -2, -1, 0.0
         period = 1.0 / MAX_FPS
         try:
             while not self._feed.closed:
                 version = live.version(stream_id)
                 if version != sent:
                     sent, idle = version, 0.0
-                    view = live.view(stream_id) or {"stream_id": stream_id, "missing": True}
+                    view = live.view(stream_id, frame_sent) or {"stream_id": stream_id, "missing": True}
+                    frame_sent = view.get("frame_version", frame_sent)
                     await response.write(b"event: live\ndata: " + orjson.dumps(view) + b"\n\n")
                 elif idle >= KEEPALIVE_S:
                     idle = 0.0

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from main_backend.backend_runtime import BackendRuntime
-from main_backend.router import Pending, Router
+from main_backend.routing import Pending, Router
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ IDLE_POLL_S = 0.25
 
 
 class ModelControl(Protocol):
-    """Loads or unloads a backend's model, recording memory before/after (``Hub.model_control``)."""
+    """Loads or unloads a backend's model, recording memory before/after (``ModelLifecycle.control``)."""
 
     def __call__(self, name: str, action: str, reason: str = ...) -> Awaitable[dict[str, Any]]: ...
 
@@ -46,7 +46,7 @@ class ProviderSwitch:
     """Remembers which local backends it unloaded for an external provider, and reloads them.
 
     Args:
-        model_control: ``Hub.model_control`` (or the lifecycle's ``control``).
+        model_control: ``ModelLifecycle.control``.
         model_loaded: whether a backend's model is loaded now (``BackendRuntime.model_loaded``).
         busy: whether a backend has requests queued or running (its unload would wait for them).
         in_use: whether a capability binding uses a backend (single calls do not unload it).

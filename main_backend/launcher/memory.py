@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import psutil
-
 from main_backend.config import BackendConfig
+from main_backend.machine_memory import FAKE_FREE_ENV, free_now
 
-#: Tests (and users who know better) set this to pretend how much memory is free, in MB.
-FAKE_FREE_ENV = "HUB_FAKE_FREE_MEMORY_MB"
+__all__ = ["FAKE_FREE_ENV", "DefaultChoice", "FreeMemory", "choose_default", "free_memory"]
 
 
 @dataclass(frozen=True)
@@ -24,33 +19,8 @@ class FreeMemory:
 
 def free_memory(env: Mapping[str, str] | None = None) -> FreeMemory:
     """The memory backends can use now: ``HUB_FAKE_FREE_MEMORY_MB``, else a GPU's, else RAM."""
-    env = os.environ if env is None else env
-    fake = env.get(FAKE_FREE_ENV)
-    if fake:
-        return FreeMemory(int(fake), FAKE_FREE_ENV)
-    gpu = _gpu_free_mb()
-    if gpu is not None:
-        return FreeMemory(gpu, "GPU memory (nvidia-smi)")
-    return FreeMemory(int(psutil.virtual_memory().available / 2**20), "RAM")
-
-
-def _gpu_free_mb() -> int | None:
-    """The most free memory on any one GPU (a backend runs on one), or None without nvidia-smi."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None
-    try:
-        proc = subprocess.run(
-            [smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    values = [int(float(v)) for v in proc.stdout.split() if v.strip().replace(".", "", 1).isdigit()]
-    return max(values) if proc.returncode == 0 and values else None
+    mb, source = free_now(env)
+    return FreeMemory(mb, source)
 
 
 @dataclass(frozen=True)

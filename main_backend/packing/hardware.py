@@ -7,10 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from main_backend.packing.tools import tool_output
-
-NVIDIA_SMI = ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"]
-MIB = 1024 * 1024
+from main_backend import machine_memory
+from main_backend.machine_memory import MIB
 
 
 @dataclass(frozen=True)
@@ -42,17 +40,14 @@ class Engine:
 
 
 def probe_hardware() -> Hardware:
-    return Hardware(_cpu_model(Path("/proc/cpuinfo")), os.cpu_count() or 1, _ram_mb(), parse_nvidia_smi(_smi()))
+    memory = machine_memory.probe()
+    gpus = [Gpu(g.name, g.total_mb) for g in memory.gpus]
+    return Hardware(_cpu_model(Path("/proc/cpuinfo")), os.cpu_count() or 1, memory.ram_total_mb, gpus)
 
 
 def parse_nvidia_smi(text: str | None) -> list[Gpu]:
-    """``name, memory`` lines of ``nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits``."""
-    gpus = []
-    for line in (text or "").splitlines():
-        name, _, memory = line.rpartition(",")
-        if name.strip() and memory.strip().isdigit():
-            gpus.append(Gpu(name.strip(), int(memory.strip())))
-    return gpus
+    """``name, memory`` lines of nvidia-smi's CSV, through the hub's one memory probe."""
+    return [Gpu(g.name, g.total_mb) for g in machine_memory.parse_nvidia_smi(text)]
 
 
 def choose_engine(hardware: Hardware, model_bytes: int, vllm_installed: bool) -> Engine:
@@ -77,10 +72,6 @@ def fit_warnings(hardware: Hardware, model_bytes: int, memory_mb: int) -> list[s
     return []
 
 
-def _smi() -> str | None:
-    return tool_output(NVIDIA_SMI)
-
-
 def _cpu_model(cpuinfo: Path) -> str:
     try:
         for line in cpuinfo.read_text().splitlines():
@@ -91,12 +82,3 @@ def _cpu_model(cpuinfo: Path) -> str:
     import platform
 
     return platform.processor() or platform.machine()
-
-
-def _ram_mb() -> int:
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().total // MIB)
-    except ImportError:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // MIB)

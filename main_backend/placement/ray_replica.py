@@ -51,7 +51,7 @@ def _node_ip() -> str:
     """This node's address in the cluster (where the hub will connect)."""
     import ray
 
-    return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]
+    return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call,unused-ignore]
 
 
 def _free_port(host: str) -> int:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from main_backend.config import ConfigError
 from main_backend.statedb.database import StateDatabase
+from main_backend.statedb.schema import SchemaError
 from model_backends.base.errors import ErrorCode, HubError
 
 logger = logging.getLogger(__name__)
@@ -38,7 +41,13 @@ class StateStore:
         return self.db.path
 
     async def open(self) -> None:
-        await self.run(StateDatabase.open)
+        """Open (create, migrate) the file; an unusable one is a ``ConfigError`` naming ``hub.state_dir``."""
+        try:
+            await self.run(StateDatabase.open)
+        except (sqlite3.Error, OSError, SchemaError) as exc:
+            raise ConfigError(
+                f"cannot use the state database {self.db.path}: {exc} (set hub.state_dir to a writable folder)"
+            ) from exc
         logger.info("state database: %s", self.db.path)
 
     async def close(self) -> None:

@@ -16,7 +16,7 @@ model's load/unload life cycle, and graceful shutdown. A subclass only provides:
 from __future__ import annotations
 
 import asyncio
-import contextvars
+import heapq
 import hmac
 import inspect
 import itertools
@@ -28,7 +28,6 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -41,6 +40,7 @@ from websockets.http11 import Request, Response
 from model_backends.base import protocol
 from model_backends.base.context import RequestContext, set_current_request
 from model_backends.base.errors import ErrorCode, HubError, ProtocolError
+from model_backends.base.inference_threads import InferenceThreads
 from model_backends.base.memory import current_memory, release_memory
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,8 @@ _DUMPS_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 class _Job:
     priority: int
     seq: int
-    request: protocol.InferenceRequest = field(compare=False)
+    request_id: str = field(compare=False)
+    data: dict[str, Any] = field(compare=False)
     conn: ServerConnection = field(compare=False)
     ctx: RequestContext = field(compare=False)
     enqueued_at: float = field(compare=False, default_factory=time.perf_counter)
@@ -114,8 +115,12 @@ class BaseModelBackend(ABC):
         self._in_flight = 0
         self._running = 0
         self._jobs: dict[tuple[int, str], _Job] = {}
-        self._executor = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix=f"{self.name}-infer")
-        self._queue: asyncio.PriorityQueue[_Job] | None = None
+        self._threads: InferenceThreads | None = None
+        #: Requests waiting for a slot, priority then arrival; a slot is a running batch.
+        self._waiting: list[_Job] = []
+        self._free_slots = self.max_concurrency
+        self._closing = False
+        self._async_inference = inspect.iscoroutinefunction(self.process_inference)
         self._load_lock: asyncio.Lock | None = None
         self._idle: asyncio.Event | None = None
         self._stop_event: asyncio.Event | None = None
@@ -191,8 +196,8 @@ class BaseModelBackend(ABC):
     async def serve(self) -> None:
         """The backend's whole life inside one event loop."""
         self._loop = asyncio.get_running_loop()
+        self._threads = InferenceThreads(self.max_concurrency, self.name)
         self._stop_event = asyncio.Event()
-        self._queue = asyncio.PriorityQueue()
         self._load_lock = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -201,7 +206,6 @@ class BaseModelBackend(ABC):
                 self._loop.add_signal_handler(sig, self._stop_event.set)
             except (NotImplementedError, RuntimeError):
                 pass  # not the main thread (tests) or not supported
-        workers = [self._own(self._worker()) for _ in range(self.max_concurrency)]
         server = await serve(
             self._handle_connection,
             self.host,
@@ -224,11 +228,13 @@ class BaseModelBackend(ABC):
             logger.info("%s shutting down", self.name)
             server.close()
             await asyncio.wait_for(server.wait_closed(), timeout=5)
+            self._closing = True  # no new batch starts while the running ones are cancelled
             for task in list(self._tasks):
                 task.cancel()
-            await asyncio.gather(*workers, *self._tasks, return_exceptions=True)
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             await asyncio.to_thread(self._run_cleanup_once)
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            if self._threads is not None:
+                self._threads.stop()
             logger.info("%s stopped", self.name)
 
     # ------------------------------------------------------------------ connection
@@ -259,7 +265,12 @@ class BaseModelBackend(ABC):
 
     async def _dispatch(self, conn: ServerConnection, frame: str | bytes) -> None:
         try:
-            msg = protocol.decode(frame)
+            obj = protocol.parse_frame(frame)
+            # The hot path: a well-formed request is queued without building its model.
+            if obj.get("type") == "inference_request" and (head := protocol.fast_request_header(obj)) is not None:
+                self._enqueue(conn, head.request_id, obj.get("data") or {}, head.priority, head.stream_id, obj)
+                return
+            msg = protocol.validate(obj)
         except ProtocolError as exc:
             rid = exc.request_id or _guess_request_id(frame)
             await self._send(conn, protocol.error_message(rid, exc.message, exc.code))
@@ -267,7 +278,7 @@ class BaseModelBackend(ABC):
         if isinstance(msg, protocol.HealthCheck):
             await self._send(conn, self.pong(msg.request_id))
         elif isinstance(msg, protocol.InferenceRequest):
-            self._enqueue(conn, msg)
+            self._enqueue(conn, msg.request_id, msg.data, msg.priority, msg.stream_id, {"stream": msg.stream})
         elif isinstance(msg, protocol.Cancel):
             job = self._jobs.get((id(conn), msg.request_id))
             if job is not None:
@@ -292,7 +303,7 @@ class BaseModelBackend(ABC):
             model_loaded=self.model_loaded,
             model=self.model_name(),
             in_flight=self._in_flight,
-            queue_depth=self._queue.qsize() if self._queue is not None else 0,
+            queue_depth=len(self._waiting),
             memory=current_memory(),
             uptime_s=round(time.monotonic() - self._started_at, 3),
             max_batch_size=self.max_batch_size,
@@ -300,44 +311,62 @@ class BaseModelBackend(ABC):
         )
 
     # ------------------------------------------------------------------ inference
-    def _enqueue(self, conn: ServerConnection, req: protocol.InferenceRequest) -> None:
-        assert self._queue is not None and self._loop is not None
+    def _enqueue(
+        self,
+        conn: ServerConnection,
+        rid: str,
+        data: dict[str, Any],
+        priority: int,
+        stream_id: str | None,
+        fields: dict[str, Any],
+    ) -> None:
+        assert self._loop is not None
         loop = self._loop
-        rid = req.request_id
 
-        def emit(data: dict[str, Any]) -> None:
-            frame = _dumps({"type": "inference_response", "request_id": rid, "data": data, "done": False})
+        def emit(partial: dict[str, Any]) -> None:
+            frame = _dumps({"type": "inference_response", "request_id": rid, "data": partial, "done": False})
             loop.call_soon_threadsafe(self._send_soon, conn, frame)
 
-        ctx = RequestContext(
-            request_id=rid, stream_id=req.stream_id, priority=req.priority, stream=req.stream, _emit=emit
-        )
-        job = _Job(req.priority, next(self._seq), req, conn, ctx)
+        stream = fields.get("stream") is True
+        ctx = RequestContext(request_id=rid, stream_id=stream_id, priority=priority, stream=stream, _emit=emit)
+        job = _Job(priority, next(self._seq), rid, data, conn, ctx)
         self._jobs[(id(conn), rid)] = job
-        self._queue.put_nowait(job)
+        heapq.heappush(self._waiting, job)
+        self._pump()
 
-    async def _worker(self) -> None:
-        assert self._queue is not None
-        while True:
-            job = await self._queue.get()
-            batch = [job]
-            while len(batch) < self.max_batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            batch = [j for j in batch if not self._drop_if_cancelled(j)]
+    def _pump(self) -> None:
+        """Start a batch on every free slot while requests wait (a task per batch, no worker tasks)."""
+        while self._free_slots > 0 and self._waiting and not self._closing:
+            batch = self._take_batch()
             if not batch:
-                continue
-            self._in_flight += len(batch)
-            try:
-                await self._run_batch(batch)
-            finally:
-                self._in_flight -= len(batch)
-                for j in batch:
-                    self._jobs.pop((id(j.conn), j.request.request_id), None)
+                return
+            self._free_slots -= 1
+            self._own(self._serve_batch(batch))
+
+    def _take_batch(self) -> list[_Job]:
+        """Up to ``max_batch_size`` waiting jobs, best first; cancelled ones are dropped on the way."""
+        batch: list[_Job] = []
+        while self._waiting and len(batch) < self.max_batch_size:
+            job = heapq.heappop(self._waiting)
+            if not self._drop_if_cancelled(job):
+                batch.append(job)
+        return batch
+
+    async def _serve_batch(self, batch: list[_Job]) -> None:
+        self._in_flight += len(batch)
+        try:
+            await self._run_batch(batch)
+        finally:
+            self._in_flight -= len(batch)
+            for j in batch:
+                self._jobs.pop((id(j.conn), j.request_id), None)
+            self._free_slots += 1
+            self._pump()
 
     def _drop_if_cancelled(self, job: _Job) -> bool:
         if not job.ctx.cancelled:
             return False
-        self._jobs.pop((id(job.conn), job.request.request_id), None)
+        self._jobs.pop((id(job.conn), job.request_id), None)
         return True
 
     async def _run_batch(self, batch: list[_Job]) -> None:
@@ -345,7 +374,7 @@ class BaseModelBackend(ABC):
             await self._ensure_loaded()
         except HubError as exc:
             for j in batch:
-                await self._send(conn=j.conn, msg=protocol.error_message(j.request.request_id, exc.message, exc.code))
+                await self._send(conn=j.conn, msg=protocol.error_message(j.request_id, exc.message, exc.code))
             return
         started = time.perf_counter()
         assert self._idle is not None
@@ -355,7 +384,7 @@ class BaseModelBackend(ABC):
             if len(batch) == 1:
                 results = [await self._run_one(batch[0])]
             else:
-                results = await self._run_in_worker(None, self.process_batch, [j.request.data for j in batch])
+                results = await self._run_in_worker(None, self.process_batch, [j.data for j in batch])
         finally:
             self._running -= 1
             if self._running == 0:
@@ -366,23 +395,21 @@ class BaseModelBackend(ABC):
 
     async def _run_one(self, job: _Job) -> dict[str, Any] | BaseException:
         try:
-            if inspect.iscoroutinefunction(self.process_inference):
+            if self._async_inference:
                 set_current_request(job.ctx)
-                result: dict[str, Any] = await self.process_inference(job.request.data)  # type: ignore[misc,unused-ignore]
+                result: dict[str, Any] = await self.process_inference(job.data)  # type: ignore[misc,unused-ignore]
                 return result
-            answer: dict[str, Any] = await self._run_in_worker(job.ctx, self.process_inference, job.request.data)
+            answer: dict[str, Any] = await self._run_in_worker(job.ctx, self.process_inference, job.data)
             return answer
         except Exception as exc:  # noqa: BLE001 - reported to the requester with a code
             return exc
 
     async def _run_in_worker(self, ctx: RequestContext | None, fn: Callable[..., Any], *args: Any) -> Any:
-        assert self._loop is not None
-        context = contextvars.copy_context()
-        context.run(set_current_request, ctx)
-        return await self._loop.run_in_executor(self._executor, context.run, fn, *args)
+        assert self._threads is not None
+        return await self._threads.run(ctx, fn, *args)
 
     async def _reply(self, job: _Job, result: dict[str, Any] | BaseException, elapsed_ms: float) -> None:
-        rid = job.request.request_id
+        rid = job.request_id
         if isinstance(result, HubError):
             await self._send(job.conn, protocol.error_message(rid, result.message, result.code))
             return
@@ -514,7 +541,7 @@ class BaseModelBackend(ABC):
 
     async def _send_raw(self, conn: ServerConnection, frame: bytes) -> None:
         try:
-            await conn.send(frame.decode())
+            await conn.send(frame, text=True)  # orjson's UTF-8 as a text frame: no str round trip
         except ConnectionClosed:
             logger.debug("%s: peer closed before the answer could be sent", self.name)
 

@@ -45,7 +45,7 @@ class EEGBackend(BaseModelBackend):
             raise HubError("the EEG model is not loaded")
         options = request_options(data)
         window = parse_window(data, self.limits)
-        analysis = analyze_window(window, options.thresholds, self._designs)
+        analysis = monitor.analyze(options.stream_id, window, options.thresholds, self._designs)
         result = analysis.to_dict()
         result["warnings"] = unit_warnings(window)
         result["stream"] = (

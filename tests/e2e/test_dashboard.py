@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import threading
 import urllib.error
@@ -19,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.conftest import two_echo_config
-from tests.support.processes import REPO, RunningProcess, get_json, hub_process
+from tests.support.processes import RunningProcess, echo_backend_config, get_json, hub_process
 from tests.support.wsclient import open_ws, recv_until_final, send_json
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,7 +31,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-SCREENSHOT = REPO / "docs" / "screenshots" / "dashboard.png"
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 pytestmark = pytest.mark.skipif(
@@ -146,13 +144,6 @@ def test_dashboard_follows_a_killed_backend_and_model_unload_without_reloading(
         page.wait_for_function("() => document.querySelectorAll('.card .chart polyline').length >= 3")
         assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
         assert traffic.answers > 10
-        page.wait_for_timeout(1500)  # one more second of chart points for the picture
-        page.evaluate("document.getElementById('toast').hidden = true")
-        shot = tmp_path / "dashboard.png"
-        page.screenshot(path=str(shot), full_page=True)
-    if os.environ.get("HUB_UPDATE_SCREENSHOTS"):  # refresh the README's picture on request only
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOT)
 
 
 def test_dashboard_feed_needs_the_api_key_when_one_is_set(browser_page: Any, tmp_path: Path) -> None:
@@ -177,3 +168,51 @@ def test_dashboard_feed_needs_the_api_key_when_one_is_set(browser_page: Any, tmp
             )
         )
         assert {b["name"] for b in state["backends"]} == {"echo", "echo2"}
+
+
+def burst(hub: RunningProcess, model: str, stream: str, n: int, sleep: float) -> list[dict[str, Any]]:
+    """``n`` frames of one stream at once: the hub keeps the newest waiting one, the others are superseded."""
+    with connect(hub.ws, open_timeout=10) as ws:
+        for i in range(n):
+            request = {"type": "inference_request", "request_id": f"b{i}", "model": model, "stream_id": stream}
+            ws.send(json.dumps({**request, "data": {"sleep": sleep}}))
+        return [json.loads(ws.recv(timeout=20)) for _ in range(n)]
+
+
+def test_errors_shown_equal_the_hubs_count_after_a_kill_9_and_superseded_frames_are_not_errors(
+    browser_page: Any, tmp_path: Path
+) -> None:
+    page = browser_page
+    config = two_echo_config()
+    config["model_backends"]["spare"] = echo_backend_config(enabled=False)
+    with hub_process(config, tmp_path, wait_ready=["echo", "echo2"]) as hub:
+        answers = burst(hub, "echo", "cam-burst", 6, 0.3)
+        assert any(a.get("code") == "superseded" for a in answers), answers
+        page.goto(f"{hub.http}/")
+        page.wait_for_selector(card("echo", state="ready"))
+        with Traffic(hub, "echo", interval=0.0):
+            old_pid = backend(hub, "echo")["pid"]
+            page.wait_for_timeout(300)
+            os.kill(old_pid, signal.SIGKILL)
+            page.wait_for_selector('#events li[data-backend="echo"][data-to="down"]')
+            page.wait_for_function(
+                "([sel, old]) => { const c = document.querySelector(sel);"
+                " return c && c.dataset.state === 'ready' && c.dataset.pid !== String(old); }",
+                arg=[card("echo"), old_pid],
+            )
+        hub_view = backend(hub, "echo")
+        assert hub_view["errors"] > 0 and hub_view["superseded_total"] > 0, hub_view
+        page.wait_for_selector(card("echo", errors=str(hub_view["errors"])))
+        assert page.text_content(f'{card("echo")} [data-f="errors"]') == str(hub_view["errors"])
+        assert page.text_content(f'{card("echo")} [data-f="superseded"]') == str(hub_view["superseded_total"])
+
+        # a disabled backend: marked, its buttons off, not counted among those that should be ready
+        page.wait_for_selector(card("spare", enabled="false"))
+        assert page.is_disabled(f'{card("spare")} button[data-action="restart"]')
+        assert page.text_content("#hub-ready") == "2 / 2 (1 disabled)"
+
+        # the hub goes away: the page says so and dims the stale figures
+        hub.stop()
+        page.wait_for_selector("#stale-banner", state="visible")
+        assert page.evaluate("getComputedStyle(document.querySelector('main')).opacity") == "0.45"
+        assert page.get_attribute("#link", "data-link") == "reconnecting"

@@ -46,11 +46,8 @@ def _raw(port: int) -> socket.socket:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    config = {
-        "hub": {"max_connections": 6, "handshake_timeout": HANDSHAKE_TIMEOUT},
-        "model_backends": {"echo": echo_backend_config(keep_alive=-1)},
-    }
-    with hub_process(config, tmp_path_factory.mktemp("conns"), wait_ready=["echo"]) as running:
+    config = {"hub": {"handshake_timeout": HANDSHAKE_TIMEOUT}, "model_backends": {}}
+    with hub_process(config, tmp_path_factory.mktemp("conns")) as running:
         yield running
 
 
@@ -87,42 +84,49 @@ def test_a_slowloris_header_is_cut_off_although_bytes_keep_coming(hub: RunningPr
     assert time.monotonic() - started < HANDSHAKE_TIMEOUT + 3
 
 
-async def test_connections_without_a_request_count_against_max_connections(hub: RunningProcess) -> None:
-    idle = [_raw(hub.port) for _ in range(6)]  # max_connections of them, not a byte sent
+@pytest.fixture(scope="module")
+def patient_hub(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A long handshake timeout, so connections stay pending however slow this machine is."""
+    config = {"hub": {"max_connections": 3, "max_open_connections": 5, "handshake_timeout": 60}}
+    with hub_process({**config, "model_backends": {}}, tmp_path_factory.mktemp("patient")) as running:
+        yield running
+
+
+async def test_connections_without_a_request_count_against_max_connections(patient_hub: RunningProcess) -> None:
+    idle = [_raw(patient_hub.port) for _ in range(3)]  # max_connections of them, not a byte sent
     try:
         await asyncio.sleep(0.2)
         with pytest.raises(InvalidStatus) as refused:
-            await open_ws(hub.ws)
+            await open_ws(patient_hub.ws)
         assert refused.value.response.status_code == 503
         assert b"overloaded" in refused.value.response.body
     finally:
         for s in idle:
             s.close()
     await asyncio.sleep(0.3)
-    async with await open_ws(hub.ws) as ws:  # once they are gone, clients are served again
+    async with await open_ws(patient_hub.ws) as ws:  # once they are gone, clients are served again
         await send_json(ws, {"type": "health_check", "request_id": "h"})
         assert (await recv_json(ws))["type"] == "pong"
 
 
-def test_the_total_number_of_connections_is_capped(tmp_path: Path) -> None:
-    config = {"hub": {"max_connections": 2, "max_open_connections": 5, "handshake_timeout": 30}}
-    with hub_process({**config, "model_backends": {}}, tmp_path) as hub:
-        # Five keep-alive HTTP connections that each finished a request are not pending, but they are open.
-        held = []
+def test_the_total_number_of_connections_is_capped(patient_hub: RunningProcess) -> None:
+    time.sleep(0.3)  # the previous test's connections are gone
+    # Five keep-alive HTTP connections that each finished a request are not pending, but they are open.
+    held = []
+    try:
         for _ in range(5):
-            s = _raw(hub.port)
+            s = _raw(patient_hub.port)
+            held.append(s)
             s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert s.recv(65536).startswith(b"HTTP/1.1 200")
-            held.append(s)
-        try:
-            extra = _raw(hub.port)
-            answer = extra.recv(65536)
-            extra.close()
-        finally:
-            for s in held:
-                s.close()
-        time.sleep(0.3)
-        assert get_json(f"{hub.http}/healthz")["status"] == "ok"
+        extra = _raw(patient_hub.port)
+        answer = extra.recv(65536)
+        extra.close()
+    finally:
+        for s in held:
+            s.close()
+    time.sleep(0.3)
+    assert get_json(f"{patient_hub.http}/healthz")["status"] == "ok"
     assert answer.startswith(b"HTTP/1.1 503") and b"too many connections" in answer
 
 

@@ -322,7 +322,7 @@ def decode(data):
 
 def route(data):
     session = Session()
-    loop.run_until_complete(hub.router.on_client_frame(session, data))
+    loop.run_until_complete(hub.clients.on_client_frame(session, data))
     try:
         kind = protocol.decode_header_only(data).get("type")
     except ProtocolError:

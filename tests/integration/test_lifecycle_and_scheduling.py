@@ -195,3 +195,55 @@ async def test_a_backend_that_declares_a_batch_size_gets_batches(tmp_path: Path)
     assert all(a["type"] == "inference_response" for a in answers)
     assert sorted(a["data"]["echo"]["i"] for a in answers) == list(range(9))
     assert max(a["data"].get("batch", 1) for a in answers) == 4  # the hub widened its window to the batch size
+
+
+async def test_a_backend_without_latest_frame_wins_gets_every_chunk_of_a_stream_in_order(tmp_path: Path) -> None:
+    config = {
+        "model_backends": {
+            "keeps": echo_backend_config(max_in_flight=1, latest_frame_wins=False),
+            "drops": echo_backend_config(max_in_flight=1),
+        }
+    }
+    with hub_process(config, tmp_path, wait_ready=["keeps", "drops"]) as hub:
+        async with await open_ws(hub.ws) as ws:
+            answers: dict[str, list[dict[str, Any]]] = {}
+            for model in ("keeps", "drops"):
+                for i in range(8):  # faster than the backend serves them
+                    chunk = {"type": "inference_request", "request_id": f"{model}{i}", "model": model}
+                    await send_json(ws, {**chunk, "stream_id": "subject-1", "data": {"sleep": 0.1, "i": i}})
+                answers[model] = [await recv_json(ws, timeout=20) for _ in range(8)]
+
+    kept = answers["keeps"]
+    assert [a["type"] for a in kept] == ["inference_response"] * 8
+    assert [a["data"]["echo"]["i"] for a in kept] == list(range(8))
+    assert any(a.get("code") == "superseded" for a in answers["drops"])  # cameras keep the newest frame
+
+
+async def test_two_first_loads_at_once_never_overcommit_the_memory_budget(tmp_path: Path) -> None:
+    slow_load = {"ECHO_LOAD_SECONDS": "1.0"}
+    config = {
+        "hub": {"memory_budget_mb": 300},
+        "model_backends": {
+            "echo": echo_backend_config(memory_mb=200, keep_alive=-1, env=slow_load),
+            "echo2": echo_backend_config(memory_mb=200, keep_alive=-1, env=slow_load),
+        },
+    }
+    with hub_process(config, tmp_path, wait_ready=["echo", "echo2"]) as hub:
+        both_loaded_seen = False
+
+        async def watch() -> None:
+            nonlocal both_loaded_seen
+            while True:
+                backends = (await asyncio.to_thread(get_json, f"{hub.http}/api/backends"))["backends"]
+                both_loaded_seen |= all(b["model_loaded"] for b in backends)
+                await asyncio.sleep(0.02)
+
+        watcher = asyncio.create_task(watch())
+        async with await open_ws(hub.ws) as ws1, await open_ws(hub.ws) as ws2:
+            one, two = await asyncio.gather(_ask(ws1, "1", "echo"), _ask(ws2, "2", "echo2"))
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        loaded = [b["name"] for b in get_json(f"{hub.http}/api/backends")["backends"] if b["model_loaded"]]
+    assert one["type"] == two["type"] == "inference_response"
+    assert len(loaded) == 1
+    assert not both_loaded_seen

@@ -40,7 +40,7 @@ def test_bad_channels_are_flagged_and_left_out_of_the_mean_indices() -> None:
     expected = analysis.indices[:2].mean(axis=0)
     assert body["mean_indices"]["theta_alpha_over_beta"] == pytest.approx(expected[0])
     assert sum(body["relative_power"]["Fz"].values()) == pytest.approx(1.0, abs=1e-4)
-    assert body["filter"] == {"bandpass_hz": [0.5, 45.0], "notch_hz": [50.0, 60.0]}
+    assert body["filter"] == {"bandpass_hz": [0.5, 45.0], "notch_hz": [50.0, 60.0], "mode": "zero_phase"}
 
 
 def test_mean_indices_are_none_when_every_channel_is_bad() -> None:

@@ -76,3 +76,15 @@ def test_providers_and_downloads_round_trip(tmp_path: Path) -> None:
     db.save_download(record)
     [stored] = db.downloads()
     assert (stored.state, stored.bytes_done, stored.created_at > 0) == ("done", 10, True)
+
+
+async def test_an_unusable_state_dir_is_a_config_error_that_names_the_key(tmp_path: Path) -> None:
+    from main_backend.config import ConfigError
+    from main_backend.statedb.store import StateStore
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the state folder should be")
+    store = StateStore(blocker)
+    with pytest.raises(ConfigError, match=r"hub\.state_dir"):
+        await store.open()
+    await store.close()

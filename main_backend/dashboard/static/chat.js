@@ -17,10 +17,11 @@ async function loadChatModels() {
     const res = await fetch("/api/capabilities", { headers: authHeaders(), cache: "no-store" });
     if (res.ok) {
       const body = await res.json();
-      const caps = Array.isArray(body) ? body : body.capabilities || [];
-      for (const cap of caps) {
-        const name = typeof cap === "string" ? cap : cap.capability || cap.name;
-        if (name && !names.includes(name)) names.push(name);
+      renderCapabilities(body);
+      // {"capabilities": {"text": {"model": "vlm", ...}, ...}}: only bound capabilities can answer
+      const bound = Object.entries(body.capabilities || {}).filter(([, info]) => info && info.model);
+      for (const [name] of bound) {
+        if (!names.includes(name)) names.push(name);
       }
     }
   } catch (err) { /* no capabilities API on this hub */ }
@@ -33,6 +34,57 @@ async function loadChatModels() {
   }));
   if (names.includes(current)) select.value = current;
   chatEl("chat-send").disabled = !names.length;
+}
+
+// Capability bindings (GET /api/capabilities, PUT /api/capabilities/{capability}): one select each.
+function renderCapabilities(body) {
+  const box = chatEl("caps");
+  const caps = Object.entries(body.capabilities || {});
+  box.hidden = !caps.length;
+  const models = (body.models || []).map((m) => m.name);
+  const list = chatEl("caps-list");
+  list.replaceChildren(...caps.map(([cap, info]) => {
+    const label = document.createElement("label");
+    label.className = "cap";
+    label.dataset.capability = cap;
+    const select = document.createElement("select");
+    for (const name of new Set([...models, info.model].filter(Boolean))) {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name + (info.default === name ? " (default)" : "");
+      select.append(option);
+    }
+    select.value = info.model || "";
+    select.addEventListener("change", () => bindCapability(cap, select.value, select));
+    const state = document.createElement("span");
+    state.className = "muted small";
+    state.textContent = info.loaded === true ? "loaded" : info.loaded === false ? "not loaded" : info.kind || "";
+    label.append(`${cap} → `, select, state);
+    return label;
+  }));
+}
+
+async function bindCapability(capability, model, select, retried = false) {
+  select.disabled = true;
+  try {
+    const res = await fetch(`/api/capabilities/${encodeURIComponent(capability)}`, {
+      method: "PUT",
+      headers: { ...authHeaders(), "Content-Type": "application/json" },
+      body: JSON.stringify({ model }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (res.status === 401 && !retried) {
+      await askForKey(`binding ${capability} needs the admin key:`);
+      return bindCapability(capability, model, select, true);
+    }
+    if (!res.ok) throw new Error(body.error ? body.error.message : `HTTP ${res.status}`);
+    toast(`${capability} → ${model}`);
+  } catch (err) {
+    toast(`binding ${capability} failed: ${err.message}`, true);
+  } finally {
+    select.disabled = false;
+    loadChatModels();
+  }
 }
 
 function addMessage(role, text, imageUrl) {

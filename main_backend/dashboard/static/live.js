@@ -189,8 +189,8 @@ function renderFatigue(results, series) {
     const score = Math.max(0, Math.min(1, s.fatigue_score || 0));
     const angle = Math.PI * (1 - score);
     const needle = liveEl("gauge-needle");
-    needle.setAttribute("x2", (100 + 70 * Math.cos(angle)).toFixed(1));
-    needle.setAttribute("y2", (100 - 70 * Math.sin(angle)).toFixed(1));
+    needle.setAttribute("x2", (100 + 64 * Math.cos(angle)).toFixed(1));
+    needle.setAttribute("y2", (100 - 64 * Math.sin(angle)).toFixed(1));
     liveEl("gauge-value").textContent = score.toFixed(2);
     gauge.dataset.score = score.toFixed(3);
     const level = liveEl("gauge-level");
@@ -207,8 +207,8 @@ function renderFatigue(results, series) {
     liveEl("ro-emotion").textContent = face ? `${face.top_emotion} (${Math.round(face.score * 100)} %)` : "no face";
     liveEl("ro-faces").textContent = String(emotion.faces.length);
   }
-  const span = 120;
-  const xLabels = [`−${Math.max(series.length, 1)} s`, "now"];
+  const span = chartSpan(series);
+  const xLabels = [`−${span} s`, "now"];
   lineChart(liveEl("chart-perclos"), {
     series: [{ values: series.map((p) => 100 * (p.perclos || 0)), cls: "s-perclos", span }],
     unit: "%", yMax: 100, fixedMax: true, area: true, xLabels,
@@ -221,11 +221,14 @@ function renderFatigue(results, series) {
 
 const BANDS = ["delta", "theta", "alpha", "beta", "gamma"];
 
+// The hub samples a stream's answers once a second: a chart spans 30 s to 2 min of points.
+function chartSpan(series) { return Math.min(120, Math.max(30, series.length)); }
+
 function renderEeg(series, streamId) {
   liveEl("eeg-stream").textContent = series.length ? `stream ${streamId}` : "";
   lineChart(liveEl("chart-eeg"), {
-    series: BANDS.map((band) => ({ values: series.map((p) => 100 * (p.relative[band] || 0)), cls: `s-${band}`, span: 120 })),
-    unit: "%", yMax: 50, xLabels: [`−${Math.max(series.length, 1)} s`, "now"],
+    series: BANDS.map((band) => ({ values: series.map((p) => 100 * (p.relative[band] || 0)), cls: `s-${band}`, span: chartSpan(series) })),
+    unit: "%", yMax: 50, xLabels: [`−${chartSpan(series)} s`, "now"],
   });
   const legend = liveEl("eeg-legend");
   if (!legend.childElementCount) {

@@ -26,7 +26,7 @@ from main_backend.gateway.models.serving import ExternalTarget, LocalTarget, Mod
 from main_backend.gateway.openai_errors import GatewayError, invalid_request
 from main_backend.gateway.sse import ClientGoneError, client_gone
 from main_backend.gateway.switching import ProviderSwitch
-from main_backend.router import Router
+from main_backend.routing import Router
 from model_backends.base.errors import ErrorCode
 from model_backends.base.protocol import PRIORITY_INTERACTIVE
 

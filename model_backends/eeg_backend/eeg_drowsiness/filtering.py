@@ -1,8 +1,15 @@
-"""Zero-phase notch + band-pass filtering: designed once per sampling rate with mne.filter, applied with SciPy.
+"""Notch + band-pass filtering: designed once per sampling rate with mne.filter, applied with SciPy.
 
 Designing an IIR filter (mne.filter.create_filter) costs ~6 ms and applying it well under one,
 so :class:`FilterDesigns` keeps each design; the notches and the band-pass are cascaded into
-one set of second-order sections and run forward and backward in a single pass.
+one set of second-order sections.
+
+A lone window is filtered forward and backward (zero phase), padded with its mirror image
+("even": odd padding adds a step of twice the edge value, which moved delta power by up to
+34% when a 50 Hz line was added to a 2 s window). A stream's consecutive windows are one
+signal: :class:`ContinuousFilter` runs the filter forward only, carrying its state from one
+window to the next, so a window has no edges at all (its first window is filtered like a
+lone one). Band powers do not depend on phase.
 """
 
 from __future__ import annotations
@@ -58,9 +65,40 @@ def design_filter(sfreq: float, line_freqs: Sequence[float]) -> FilterDesign:
 
 
 def apply_filter(signal: np.ndarray, design: FilterDesign) -> np.ndarray:
-    """Filter every row of ``signal`` forward and backward (zero phase), padded against edge ringing."""
+    """Filter every row of ``signal`` forward and backward (zero phase), mirror-padded against edge ringing."""
     padlen = min(design.padlen, signal.shape[-1] - 1)
-    return np.asarray(sp_signal.sosfiltfilt(design.sos, signal, axis=-1, padtype="odd", padlen=padlen))
+    return np.asarray(sp_signal.sosfiltfilt(design.sos, signal, axis=-1, padtype="even", padlen=padlen))
+
+
+class ContinuousFilter:
+    """One stream's filter state: consecutive windows filtered as one continuous signal.
+
+    The first window (or one whose design or channel count changed) is filtered zero-phase
+    and primes the state; later ones continue the causal filter where the last one ended.
+    Hold the stream's lock while calling :meth:`apply`.
+    """
+
+    def __init__(self) -> None:
+        self._design: FilterDesign | None = None
+        self._state: np.ndarray | None = None
+        #: Whether the last window continued the stream (False: it was filtered zero-phase).
+        self.continued = False
+
+    def apply(self, signal: np.ndarray, design: FilterDesign) -> np.ndarray:
+        """``signal`` (channels x samples) filtered; the state moves to its last sample."""
+        state = self._state
+        self.continued = self._design is design and state is not None and state.shape[1] == signal.shape[0]
+        if not self.continued:
+            self._prime(signal, design)
+            return apply_filter(signal, design)
+        out, self._state = sp_signal.sosfilt(design.sos, signal, axis=-1, zi=state)
+        return np.asarray(out)
+
+    def _prime(self, signal: np.ndarray, design: FilterDesign) -> None:
+        # Start from the steady state for the first sample's level, then run through the window.
+        start = sp_signal.sosfilt_zi(design.sos)[:, None, :] * signal[None, :, :1]
+        _, self._state = sp_signal.sosfilt(design.sos, signal, axis=-1, zi=start)
+        self._design = design
 
 
 class FilterDesigns:
@@ -85,8 +123,17 @@ class FilterDesigns:
 
 
 def clean(
-    signal: np.ndarray, sfreq: float, line_freqs: Sequence[float], designs: FilterDesigns | None = None
+    signal: np.ndarray,
+    sfreq: float,
+    line_freqs: Sequence[float],
+    designs: FilterDesigns | None = None,
+    continuous: ContinuousFilter | None = None,
 ) -> tuple[np.ndarray, FilterDesign]:
-    """Notch + band-pass ``signal``; returns the filtered signal and the design used."""
+    """Notch + band-pass ``signal``; returns the filtered signal and the design used.
+
+    With ``continuous`` (the stream's filter), the window continues the stream's signal.
+    """
     design = designs.get(sfreq, line_freqs) if designs is not None else design_filter(sfreq, line_freqs)
+    if continuous is not None:
+        return continuous.apply(signal, design), design
     return apply_filter(signal, design), design

@@ -8,11 +8,13 @@ from typing import Any
 
 from model_backends.base.errors import BadRequestError
 
+from .artifacts import ArtifactThresholds
+from .filtering import FilterDesigns
 from .signal_input import EEGWindow
 from .signal_ring import SignalRing
 from .sleep_staging import EPOCH_SECONDS, MIN_SECONDS, SleepStager
 from .stream_registry import StreamRegistry, StreamState
-from .window_analysis import WindowAnalysis
+from .window_analysis import WindowAnalysis, analyze_window
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,20 @@ class StreamMonitor:
         self.registry = registry
         self.stager = stager
         self.settings = settings or StagingSettings()
+
+    def analyze(
+        self,
+        stream_id: str | None,
+        window: EEGWindow,
+        thresholds: ArtifactThresholds | None = None,
+        designs: FilterDesigns | None = None,
+    ) -> WindowAnalysis:
+        """``analyze_window``; a stream's window is filtered as the continuation of its previous one."""
+        if stream_id is None:
+            return analyze_window(window, thresholds, designs)
+        state = self.registry.get(stream_id)
+        with state.lock:
+            return analyze_window(window, thresholds, designs, state.filter)
 
     def observe(
         self, stream_id: str, window: EEGWindow, analysis: WindowAnalysis, staging_channel: str | None = None

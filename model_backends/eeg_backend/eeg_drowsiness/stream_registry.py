@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .drowsiness_trend import DrowsinessTrend, TrendSettings
+from .filtering import ContinuousFilter
 from .signal_ring import SignalRing
 from .sleep_staging import StagingResult
 
@@ -29,6 +30,7 @@ class StreamState:
     sfreq: float | None = None
     samples_since_staging: int = 0
     last_staging: StagingResult | None = field(default=None, repr=False)
+    filter: ContinuousFilter = field(default_factory=ContinuousFilter, repr=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 

@@ -17,7 +17,7 @@ from .band_power import (
     relative_powers,
     welch_psd,
 )
-from .filtering import BANDPASS_HZ, FilterDesign, FilterDesigns, clean
+from .filtering import BANDPASS_HZ, ContinuousFilter, FilterDesign, FilterDesigns, clean
 from .signal_input import EEGWindow
 
 
@@ -31,6 +31,7 @@ class WindowAnalysis:
     indices: np.ndarray
     artifacts: list[ChannelArtifacts]
     design: FilterDesign
+    continuous: bool = False
 
     @property
     def good_channels(self) -> list[int]:
@@ -54,7 +55,11 @@ class WindowAnalysis:
             "duration_s": round(self.window.duration_s, 4),
             "ch_names": list(names),
             "bands_hz": {k: list(v) for k, v in BANDS.items()},
-            "filter": {"bandpass_hz": list(self.design.bandpass_hz), "notch_hz": list(self.design.notch_hz)},
+            "filter": {
+                "bandpass_hz": list(self.design.bandpass_hz),
+                "notch_hz": list(self.design.notch_hz),
+                "mode": "continuous" if self.continuous else "zero_phase",
+            },
             "band_power": _per_channel(names, BAND_NAMES, self.powers),
             "relative_power": _per_channel(names, BAND_NAMES, self.relative),
             "indices": _per_channel(names, INDEX_NAMES, self.indices),
@@ -65,16 +70,20 @@ class WindowAnalysis:
 
 
 def analyze_window(
-    window: EEGWindow, thresholds: ArtifactThresholds | None = None, designs: FilterDesigns | None = None
+    window: EEGWindow,
+    thresholds: ArtifactThresholds | None = None,
+    designs: FilterDesigns | None = None,
+    continuous: ContinuousFilter | None = None,
 ) -> WindowAnalysis:
     """Artifacts on the raw signal, then notch + band-pass, Welch band powers and drowsiness indices.
 
-    Pass ``designs`` to reuse filter designs between calls (a backend keeps one).
+    Pass ``designs`` to reuse filter designs between calls (a backend keeps one), and a
+    stream's ``continuous`` filter to filter its consecutive windows as one signal.
     """
     thresholds = thresholds or ArtifactThresholds()
     raw_psd, raw_freqs = welch_psd(window.signal, window.sfreq)
     artifacts = detect_artifacts(window.signal, raw_psd, raw_freqs, window.line_freqs, thresholds)
-    filtered, design = clean(window.signal, window.sfreq, window.line_freqs, designs)
+    filtered, design = clean(window.signal, window.sfreq, window.line_freqs, designs, continuous)
     psd, freqs = welch_psd(filtered, window.sfreq, BANDPASS_HZ[0], BANDPASS_HZ[1])
     powers = band_powers(psd, freqs)
     return WindowAnalysis(
@@ -84,6 +93,7 @@ def analyze_window(
         indices=drowsiness_indices(powers),
         artifacts=artifacts,
         design=design,
+        continuous=continuous is not None and continuous.continued,
     )
 
 

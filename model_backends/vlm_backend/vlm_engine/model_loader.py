@@ -29,6 +29,7 @@ class LoadedModel:
     tokenizer: Any
     device: str
     accepts_images: bool
+    folder: Path | None = None
 
 
 def resolve_model_folder(model_path: str | None) -> Path:
@@ -39,17 +40,18 @@ def resolve_model_folder(model_path: str | None) -> Path:
     path = Path(model_path).expanduser()
     if path.is_dir():
         return path
-    if path.is_absolute() or model_path.startswith((".", "~")) or model_path.count("/") != 1:
+    repo_id, _, revision = model_path.partition("@")  # "owner/name@revision", as `download --revision` fetched it
+    if path.is_absolute() or model_path.startswith((".", "~")) or repo_id.count("/") != 1:
         raise ModelNotFoundError(f"model folder {model_path!r} does not exist")
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(model_path, local_files_only=True))
+        return Path(snapshot_download(repo_id, revision=revision or None, local_files_only=True))
     except LocalEntryNotFoundError as exc:
         raise ModelNotFoundError(
             f"model {model_path!r} is not in the local Hugging Face cache and downloads are off "
-            "(HF_HUB_OFFLINE=1); copy it into the cache or pass a local folder"
+            f"(HF_HUB_OFFLINE=1); fetch it with `python -m main_backend download {repo_id}` or pass a local folder"
         ) from exc
 
 
@@ -76,7 +78,7 @@ def load_model(model_path: str | None, device: str | None, *, trust_remote_code:
     tokenizer = getattr(processor, "tokenizer", processor)
     name = model_path or DEFAULT_MODEL_NAME
     logger.info("loaded %s (%s, images %s) on %s as %s", name, type(model).__name__, accepts_images, dev, dtype)
-    return LoadedModel(name, model, processor, tokenizer, dev, accepts_images)
+    return LoadedModel(name, model, processor, tokenizer, dev, accepts_images, folder)
 
 
 def _load_vision(folder: Path, config: Any, kwargs: dict[str, Any]) -> tuple[Any, Any, bool] | None:
