@@ -554,7 +554,7 @@ def test_the_tiny_vlm_answers_an_image_question_in_the_asked_json_schema(
                 max_tokens=40,
                 response_format=response_format,
             )
-            assert answer.choices[0].finish_reason == "stop"
+            assert answer.choices[0].finish_reason == "stop", answer.choices[0].message.content
             assert answer.usage is not None and answer.usage.prompt_tokens > 4  # the image's tokens too
             text = answer.choices[0].message.content or ""
         value = json.loads(text)

@@ -285,7 +285,7 @@ def test_context_length_exceeded_is_a_400_in_under_a_second(gw: openai.OpenAI) -
         assert time.perf_counter() - started < 1.0
         assert caught.value.code == "context_length_exceeded"
         assert caught.value.body["param"] == "messages"  # type: ignore[index]
-        assert "8192" in caught.value.message
+        assert "context length is" in caught.value.message
     with pytest.raises(openai.BadRequestError) as caught:
         gw.chat.completions.create(model="vlm", messages=user("hi"), max_tokens=8190)
     assert caught.value.code == "context_length_exceeded"

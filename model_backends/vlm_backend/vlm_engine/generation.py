@@ -71,7 +71,7 @@ class ChatGenerator:
         self.preparer.prepare(request)
         streaming = request.stream or (ctx is not None and ctx.stream)
         emit = ctx.emit_partial if streaming and ctx is not None else None
-        shaper = AnswerShaper(request, self._decode_token, emit)
+        shaper = AnswerShaper(request, emit, self._decode_token)
         sink = TokenSink(
             self.loaded.tokenizer,
             request.stop,

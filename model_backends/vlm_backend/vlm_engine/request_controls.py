@@ -25,12 +25,14 @@ logger = logging.getLogger(__name__)
 class RequestPreparer:
     """Per loaded model: the grammar compiler, the context limit and the template's tool support."""
 
-    def __init__(self, loaded: LoadedModel, eos_ids: set[int]) -> None:
+    def __init__(self, loaded: LoadedModel, eos_ids: set[int] | None = None, window: int | None = None) -> None:
         self.loaded = loaded
         tokenizer = loaded.tokenizer
         self.vocab_size = _vocab_size(loaded)
-        self.grammars = GrammarCompiler(tokenizer, self.vocab_size, eos_ids)
-        self.context = ContextLimit(tokenizer, context_window(loaded.model))
+        eos = eos_ids if eos_ids is not None else eos_ids_of(loaded)
+        self.grammars = GrammarCompiler(tokenizer, self.vocab_size, eos)
+        model_window = context_window(loaded.model)
+        self.context = ContextLimit(tokenizer, min(window, model_window) if window else model_window)
         template = getattr(loaded.processor, "chat_template", None) or getattr(tokenizer, "chat_template", None)
         self.template_has_tools = isinstance(template, str) and "tools" in template
         # Both take a second or so: paid once while the model loads, not by the first request that
@@ -67,20 +69,27 @@ class RequestPreparer:
         tokenizer = loaded.tokenizer
         if loaded.accepts_images:
             text = loaded.processor.apply_chat_template(
-                request.messages, add_generation_prompt=True, tokenize=False, **_tools_kwarg(request)
+                request.messages, add_generation_prompt=True, tokenize=False, **template_kwargs(request)
             )
         else:
             text = tokenizer.apply_chat_template(
-                text_only(request.messages), add_generation_prompt=True, tokenize=False, **_tools_kwarg(request)
+                text_only(request.messages), add_generation_prompt=True, tokenize=False, **template_kwargs(request)
             )
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 class AnswerShaper:
-    """One row's streamed output: content deltas, tool-call deltas and logprobs, then the final fields."""
+    """One row's streamed output: content deltas, tool-call deltas and logprobs, then the final fields.
+
+    Works with any engine: ``on_chunk`` takes an engine's chunk ``{"delta", "logprobs"?}``; given
+    ``decode`` (today's ``generate`` engine) the logprobs come from this shaper's ``recorder``.
+    """
 
     def __init__(
-        self, request: ChatRequest, decode: Callable[[int], str], emit: Callable[[dict[str, Any]], None] | None
+        self,
+        request: ChatRequest,
+        emit: Callable[[dict[str, Any]], None] | None,
+        decode: Callable[[int], str] | None = None,
     ):
         decoding = request.decoding
         self.emit = emit
@@ -90,11 +99,20 @@ class AnswerShaper:
             else None
         )
         top = request.controls.top_logprobs
-        self.recorder = LogprobRecorder(top, decode) if top is not None else None
+        self.recorder = LogprobRecorder(top, decode) if top is not None and decode is not None else None
+        self._logprobs: list[dict[str, Any]] = []
 
     def on_text(self, delta: str) -> None:
         """The row's next safe text (after stop sequences); sent as content or tool-call deltas."""
-        events = self.tools.feed(delta) if self.tools is not None else [("content", delta)]
+        self.on_chunk({"delta": delta})
+
+    def on_chunk(self, chunk: dict[str, Any]) -> None:
+        """An engine's chunk: its text as content or tool-call deltas, its logprobs with the next partial."""
+        delta = chunk.get("delta") or ""
+        self._logprobs += chunk.get("logprobs") or []
+        if self.recorder is not None:
+            self._logprobs += self.recorder.unsent()
+        events = self.tools.feed(delta) if self.tools is not None else ([("content", delta)] if delta else [])
         self._send(events)
 
     def on_end(self) -> None:
@@ -134,9 +152,18 @@ class AnswerShaper:
 
     def _flush(self, partial: dict[str, Any]) -> None:
         assert self.emit is not None
-        if self.recorder is not None:
-            partial["logprobs"] = self.recorder.unsent()
+        if self._logprobs:
+            partial["logprobs"], self._logprobs = self._logprobs, []
         self.emit(partial)
+
+
+def eos_ids_of(loaded: LoadedModel) -> set[int]:
+    """The token ids that end an answer: the generation config's and the tokenizer's EOS."""
+    eos = loaded.model.generation_config.eos_token_id
+    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if loaded.tokenizer.eos_token_id is not None:
+        ids.add(loaded.tokenizer.eos_token_id)
+    return ids
 
 
 def text_only(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -144,7 +171,8 @@ def text_only(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{**m, "content": "".join(p.get("text", "") for p in m["content"])} for m in messages]
 
 
-def _tools_kwarg(request: ChatRequest) -> dict[str, Any]:
+def template_kwargs(request: ChatRequest) -> dict[str, Any]:
+    """``tools=`` for ``apply_chat_template`` when the template renders them itself."""
     return {"tools": request.template_tools} if request.template_tools else {}
 
 
