@@ -35,8 +35,11 @@ import torch
 
 from model_backends.base.context import RequestContext
 from model_backends.vlm_backend.vlm_engine.chat_request import parse_chat_request
+from model_backends.vlm_backend.vlm_engine.continuous_engine import ContinuousEngine, EngineConfig
 from model_backends.vlm_backend.vlm_engine.generation import ChatGenerator
-from model_backends.vlm_backend.vlm_engine.model_loader import load_model
+from model_backends.vlm_backend.vlm_engine.model_loader import LoadedModel, load_model
+from model_backends.vlm_backend.vlm_engine.prompt_prep import PromptPreparer
+from model_backends.vlm_backend.vlm_engine.request_controls import AnswerShaper, RequestPreparer
 
 logger = logging.getLogger("bench.structured")
 
@@ -99,7 +102,35 @@ def request(mode: str, max_tokens: int) -> dict[str, Any]:
     return data
 
 
-def one(gen: ChatGenerator, mode: str, max_tokens: int) -> tuple[float, int, float]:
+class StaticEngine:
+    """The backend's default engine (continuous batching on a static cache), driven as ``main.py`` does."""
+
+    def __init__(self, loaded: LoadedModel, max_batch: int) -> None:
+        config = EngineConfig(max_batch=max_batch, max_len=2048, graphs=loaded.device.startswith("cuda"))
+        self.engine = ContinuousEngine(loaded, config)
+        self.engine.load()
+        self.prompts = PromptPreparer(loaded)
+        self.preparer = RequestPreparer(loaded, window=config.max_len - 1)
+
+    def generate(self, request: Any, ctx: RequestContext | None) -> dict[str, Any]:
+        self.preparer.prepare(request)
+        handle = self.engine.submit(request, self.prompts.prepare(request), lambda: False)
+        shaper = AnswerShaper(request, ctx.emit_partial if ctx is not None else None)
+        for chunk in handle.stream(600.0):
+            if ctx is not None:
+                shaper.on_chunk(chunk)
+        result = handle.result()
+        shaper.on_end()
+        return {**result, **shaper.final(result["text"], result["finish_reason"])}
+
+    def close(self) -> None:
+        self.engine.unload()
+
+
+Engine = ChatGenerator | StaticEngine
+
+
+def one(gen: Engine, mode: str, max_tokens: int) -> tuple[float, int, float]:
     """(decode seconds after the first piece of the answer, completion tokens, seconds to it) of one request."""
     first: list[float] = []
     ctx = RequestContext(request_id="bench", stream=True, _emit=lambda _: first.append(time.perf_counter()))
@@ -112,7 +143,7 @@ def one(gen: ChatGenerator, mode: str, max_tokens: int) -> tuple[float, int, flo
     return ended - at, max(tokens - 1, 1), at - started
 
 
-def rate(gen: ChatGenerator, modes: list[str], max_tokens: int) -> tuple[float, float]:
+def rate(gen: Engine, modes: list[str], max_tokens: int) -> tuple[float, float]:
     """(decode tokens/s of the rows of ``modes[0]``, mean time to first piece) with ``modes`` run together."""
     barrier = threading.Barrier(len(modes))
 
@@ -144,6 +175,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--engine", choices=["static", "generate"], default="static", help="the backend's --engine")
     parser.add_argument("--random-weights", action="store_true", help="the model folder's shape, random weights")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -151,11 +183,14 @@ def main() -> None:
     if args.random_weights:
         model_path = random_copy(model_path, tempfile.mkdtemp(prefix="structured-bench-"))
     loaded = load_model(model_path, args.device)
-    gen = ChatGenerator(loaded, max_batch_size=args.batch)
-    compile_started = time.perf_counter()
-    gen.preparer.grammars.tokenizer()
+    started = time.perf_counter()
+    gen: Engine = (
+        ChatGenerator(loaded, max_batch_size=args.batch)
+        if args.engine == "generate"
+        else StaticEngine(loaded, args.batch)
+    )
     print(
-        f"model {loaded.name} on {args.device}; llguidance tokenizer set-up {time.perf_counter() - compile_started:.2f} s"
+        f"model {loaded.name} on {args.device}, engine {args.engine} (ready in {time.perf_counter() - started:.1f} s)"
     )
     one(gen, "json_schema", 8)  # warm-up: allocator, first grammar
     cases = {
