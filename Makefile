@@ -11,7 +11,7 @@ PORT ?= 8765
 BACKENDS := fatigue emotion eeg vlm
 PYTEST_PINS := pytest==9.0.3 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 hypothesis==6.170.15 PyYAML==6.0.3
 
-.PHONY: run test setup backends browser lint bench clean test-backend-units ray-deps
+.PHONY: run test setup backends browser lint bench clean test-backend-units ray-deps bench-peers
 
 $(STAMP): requirements.txt requirements-dev.txt model_backends/base/pyproject.toml
 	test -x $(HUB_PY) || $(PY) -m venv $(VENV)
@@ -30,14 +30,14 @@ $(RAY_STAMP): requirements-ray.txt $(STAMP)
 	touch $(RAY_STAMP)
 
 backends: $(STAMP)
-	$(HUB_PY) -m main_backend setup
+	$(HUB_PY) -m main_backend setup --config $(CONFIG)
 
 browser:
 	bash scripts/install_browser.sh
 
 run: setup
 	@echo "Dashboard: http://$(HOST):$(PORT)/   clients: ws://$(HOST):$(PORT)/ws   (Ctrl-C stops everything)"
-	$(HUB_PY) -m main_backend serve --supervise --host $(HOST) --port $(PORT)
+	$(HUB_PY) -m main_backend serve --supervise --config $(CONFIG) --host $(HOST) --port $(PORT)
 
 # Backend-specific unit tests need the backend's own libraries (mne, h5py, ...): they run in
 # that backend's venv, with the same pytest pins as the hub's.
@@ -64,6 +64,15 @@ bench: setup
 	$(HUB_PY) -m bench.relay
 	$(HUB_PY) -m bench.priority
 	$(HUB_PY) -m bench.stream
+
+# Ray Serve, for bench/peers.py only: its own venv (Serve needs a newer aiohttp than the hub pins).
+.venv-peers/.stamp: bench/requirements-peers.txt
+	test -x .venv-peers/bin/python || $(PY) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements-peers.txt
+	touch .venv-peers/.stamp
+
+bench-peers: setup ray-deps .venv-peers/.stamp
+	$(HUB_PY) -m bench.peers
 
 clean:
 	rm -rf $(VENV) model_backends/*/.venv logs

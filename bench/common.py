@@ -54,6 +54,7 @@ def bench_hub(backends: dict[str, dict[str, Any]], ready_timeout: float = 60.0) 
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     port = free_port()
     config = {
+        "version": 2,
         "hub": {"log_dir": str(tmp), "client_rate_limit": 1e9, "client_max_in_flight": 100000},
         "model_backends": backends,
     }

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from main_backend.auth import AuthPolicy
 from main_backend.capabilities.routes import CapabilityRoutes
+from main_backend.cli_errors import CliError, ExitCode
 from main_backend.client_ws import ClientEndpoint
 from main_backend.config import Config, HubConfig
 from main_backend.connections import ConnectionGuard, GuardedTCPSite
@@ -70,7 +71,16 @@ async def serve(config: Config, host: str, port: int, supervise: bool) -> None:
     await runner.setup()
     site = GuardedTCPSite(runner, host, port, connections)
     await hub.start()
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        await hub.stop()
+        await runner.cleanup()
+        raise CliError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; is another hub running there? "
+            "(make run PORT=N, or serve --port N)",
+            ExitCode.FAILED,
+        ) from None
     logger.info(
         "hub listening on http://%s:%d  (dashboard: http://%s:%d/ , clients: ws://%s:%d/ws)",
         host,

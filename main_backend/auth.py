@@ -8,6 +8,7 @@ import os
 
 from aiohttp import web
 
+from main_backend.cli_errors import CliError, ExitCode
 from main_backend.config import HubConfig
 
 
@@ -24,9 +25,10 @@ class AuthPolicy:
         admin_key = os.environ.get(hub.admin_key_env) or None
         required = hub.require_api_key if hub.require_api_key is not None else not is_loopback(bind_host)
         if required and not api_key:
-            raise SystemExit(
+            raise CliError(
                 f"refusing to serve on {bind_host} without an API key: set {hub.api_key_env} "
-                "(or hub.require_api_key: false in the config to allow it knowingly)"
+                "(or hub.require_api_key: false in the config to allow it knowingly)",
+                ExitCode.USAGE,
             )
         return cls(api_key, admin_key)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,11 +13,18 @@ from main_backend.backend_name import check_backend_name
 from main_backend.placement.settings import PlacementSettings, check_one_ray_address
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+logger = logging.getLogger(__name__)
+
 DEFAULT_CONFIG = REPO_ROOT / "config" / "models.yaml"
 
-#: The per-backend keys of the original README; a file using only these describes
-#: backends that are already running (the hub connects, it does not start them).
+#: The per-backend keys of the original README (only used to warn about a file that sets
+#: more than these without saying which format it is in).
 LEGACY_KEYS = frozenset({"host", "port", "enabled", "reconnect_interval", "max_reconnect_attempts", "request_timeout"})
+#: ``version`` of a config file. 1 (a file without ``version``): the original README's format,
+#: whose backends run elsewhere: the hub connects to them. 2: this hub's format: the hub starts
+#: every backend that does not say ``managed: false``.
+ORIGINAL_FORMAT: Literal[1] = 1
+HUB_FORMAT: Literal[2] = 2
 
 #: What a chat model can be bound to do (``capabilities:``); a client may send one as ``model``.
 Capability = Literal["vision", "text", "structured_output", "tool_use"]
@@ -178,6 +186,7 @@ class HubConfig(_Strict):
 
 
 class Config(_Strict):
+    version: Literal[1, 2] = ORIGINAL_FORMAT
     hub: HubConfig = Field(default_factory=HubConfig)
     model_backends: dict[str, BackendConfig] = Field(default_factory=dict)
     external_providers: dict[str, ExternalProvider] = Field(default_factory=dict)
@@ -193,11 +202,26 @@ class Config(_Strict):
             check_backend_name(name, "model_backends key")
             if isinstance(entry, dict):
                 entry = dict(entry)
-                if entry.get("managed") is None:
-                    entry["managed"] = not set(entry) <= LEGACY_KEYS
                 entry.setdefault("name", name)
             named[name] = entry
         return named
+
+    @model_validator(mode="after")
+    def _managed_by_format(self) -> Config:
+        """A backend that does not say ``managed`` takes its file's format's default."""
+        for name, backend in self.model_backends.items():
+            if backend.managed is None:
+                backend.managed = self.version >= HUB_FORMAT
+                extra = sorted(backend.model_fields_set - LEGACY_KEYS - {"name"})
+                if self.version == ORIGINAL_FORMAT and extra:
+                    logger.warning(
+                        "model_backends.%s sets %s, but the file has no `version: 2`: it is read in the original "
+                        "format, where backends run elsewhere and the hub only connects; add `version: 2` for "
+                        "the hub to start it (or `managed: false` to keep this)",
+                        name,
+                        ", ".join(extra),
+                    )
+        return self
 
     @model_validator(mode="after")
     def _ports_unique(self) -> Config:

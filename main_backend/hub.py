@@ -280,6 +280,9 @@ class Hub:
         if pong.max_batch_size > 1:
             window = 2 * pong.max_batch_size * rt.config.max_concurrency
             rt.scheduler.max_in_flight = max(rt.config.max_in_flight, window)
+        # A stream gets as many frames in flight as the backend runs at once, no more: a newer
+        # frame then waits in the hub (where it supersedes older ones), so answers stay fresh.
+        rt.scheduler.stream_in_flight = max(1, pong.max_concurrency * pong.max_batch_size)
         if rt.pid is None or not (self.supervise and rt.config.is_managed):
             rt.pid = pong.pid
         if rt.load_failure is None:  # a backend whose model failed to load stays degraded

@@ -55,6 +55,10 @@ class Scheduler:
         self.stream_backlog = stream_backlog or max(2, max_in_flight)
         self.max_queue = max_queue
         self.max_in_flight = max_in_flight
+        #: Frames of one stream in flight at once: what the backend really runs at once (its
+        #: pong says), so a newer frame waits here, where it can supersede, not in the backend.
+        self.stream_in_flight = 1
+        self._stream_counts: dict[str, int] = {}
         self._heap: list[Job] = []
         self._queued: dict[str, Job] = {}
         self._by_stream: dict[str, Job] = {}
@@ -115,27 +119,48 @@ class Scheduler:
 
     def next_ready(self) -> Job | None:
         """The next job to send now, moved to in-flight; None if nothing may go yet."""
-        while self._heap:
-            job = self._heap[0]
-            if job.removed:
+        held: list[Job] = []  # frames of streams that have their fill in flight: they wait
+        try:
+            while self._heap:
+                job = self._heap[0]
+                if job.removed:
+                    heapq.heappop(self._heap)
+                    continue
+                limit = self.max_in_flight * 2 if job.priority <= INTERACTIVE_MAX else self.max_in_flight
+                if len(self._in_flight) >= limit:
+                    return None
                 heapq.heappop(self._heap)
-                continue
-            limit = self.max_in_flight * 2 if job.priority <= INTERACTIVE_MAX else self.max_in_flight
-            if len(self._in_flight) >= limit:
-                return None
-            heapq.heappop(self._heap)
-            self._queued.pop(job.hub_id, None)
-            if job.stream_id is not None and self._by_stream.get(job.stream_id) is job:
+                if job.stream_id is not None and self._stream_full(job.stream_id):
+                    held.append(job)
+                    continue
+                self._dispatch(job)
+                return job
+            return None
+        finally:
+            for job in held:
+                heapq.heappush(self._heap, job)
+
+    def _stream_full(self, stream_id: str) -> bool:
+        """Latest-frame-wins streams get at most ``stream_in_flight`` frames in flight."""
+        return self.latest_frame_wins and self._stream_counts.get(stream_id, 0) >= self.stream_in_flight
+
+    def _dispatch(self, job: Job) -> None:
+        self._queued.pop(job.hub_id, None)
+        if job.stream_id is not None:
+            if self._by_stream.get(job.stream_id) is job:
                 del self._by_stream[job.stream_id]
-            job.dispatched_at = self._clock()
-            self._in_flight[job.hub_id] = job
-            return job
-        return None
+            self._stream_counts[job.stream_id] = self._stream_counts.get(job.stream_id, 0) + 1
+        job.dispatched_at = self._clock()
+        self._in_flight[job.hub_id] = job
 
     def finish(self, hub_id: str) -> Job | None:
         """Forget a job, queued or in flight (answered, timed out or cancelled)."""
         job = self._in_flight.pop(hub_id, None)
         if job is not None:
+            if job.stream_id is not None:
+                left = self._stream_counts.pop(job.stream_id, 1) - 1
+                if left > 0:
+                    self._stream_counts[job.stream_id] = left
             return job
         job = self._queued.get(hub_id)
         if job is not None:
@@ -149,6 +174,7 @@ class Scheduler:
         self._queued.clear()
         self._by_stream.clear()
         self._in_flight.clear()
+        self._stream_counts.clear()
         return jobs
 
     def _drop_queued(self, job: Job) -> None:

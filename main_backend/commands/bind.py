@@ -10,9 +10,10 @@ import json
 import sys
 from typing import Any
 
+from main_backend.cli_errors import CliError, ExitCode
 from main_backend.config import CAPABILITIES, load_config
 from main_backend.launcher.actions import add_hub_options
-from main_backend.launcher.hub_client import HubClient, HubRequestError, HubUnreachable
+from main_backend.launcher.hub_client import HubClient, HubKeyRefused, HubRequestError, HubUnreachable
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -29,8 +30,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
 
 def run(args: argparse.Namespace) -> int:
     if args.capability is not None and args.model is None:
-        print("error: bind needs CAPABILITY and MODEL (or nothing, to show the bindings)", file=sys.stderr)
-        return 2
+        raise CliError("bind needs CAPABILITY and MODEL (or nothing, to show the bindings)", ExitCode.USAGE)
     client = HubClient.for_config(load_config(args.config), args.hub)
     try:
         if args.capability is None:
@@ -38,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
         else:
             result = client.put(f"/api/capabilities/{args.capability}", {"model": args.model})
     except HubUnreachable as exc:
-        print(f"error: {exc}; bindings change only through the running hub", file=sys.stderr)
-        return 1
+        raise CliError(f"{exc}; bindings change only through the running hub", ExitCode.NO_HUB) from None
+    except HubKeyRefused:
+        raise
     except HubRequestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2 if exc.status == 400 else 1
+        raise CliError(str(exc), ExitCode.USAGE if exc.status == 400 else ExitCode.FAILED) from None
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         print()

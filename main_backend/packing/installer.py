@@ -57,7 +57,7 @@ def read_manifest(bundle: Path) -> tuple[Manifest, dict[str, bytes]]:
 
 def config_entry(manifest: Manifest, dest: Path, port: int | None) -> dict[str, Any]:
     """The models.yaml entry for a bundle unpacked at ``dest``."""
-    entry: dict[str, Any] = {**manifest.backend.config, "enabled": True}
+    entry: dict[str, Any] = {**manifest.backend.config, "enabled": True, "managed": True}
     entry["path"] = str(dest / layout.BACKEND_DIR / manifest.backend.folder)
     entry["venv"] = str(dest / layout.VENV_DIR)
     entry["port"] = port or manifest.backend.port

@@ -54,6 +54,19 @@ def _node_ip() -> str:
     return str(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call,unused-ignore]
 
 
+def _normal_priority(pid: int, replica: str) -> None:
+    """Undo the niceness Ray gives its workers (15 unless ``RAY_worker_niceness=0`` was set when
+    the node started), which the backend would inherit: on a busy node a backend at niceness 15
+    waits behind everything else, and each of its answers with it."""
+    try:
+        if os.getpriority(os.PRIO_PROCESS, pid) > 0:
+            os.setpriority(os.PRIO_PROCESS, pid, 0)
+    except OSError as exc:  # not permitted without CAP_SYS_NICE: say how to fix it at the node
+        logger.warning(
+            "%s: backend stays at Ray's worker niceness (%s); start the node with RAY_worker_niceness=0", replica, exc
+        )
+
+
 def _free_port(host: str) -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -114,6 +127,7 @@ class BackendReplica:
         env = backend_environment(os.environ, own, inherit=spec.inherit_env, withheld={TOKEN_ENV})
         log = Path(spec.log_dir) / f"{spec.replica}.log"
         handle = await ProcessHandle.spawn(cmd, Path(spec.folder), env, log)
+        _normal_priority(handle.pid, spec.replica)
         try:
             await _wait_listening(self._host, port, handle, spec.startup_timeout)
         except (RuntimeError, TimeoutError):

@@ -28,7 +28,7 @@ from main_backend.config import BackendConfig
 from main_backend.latency import LatencyWindow
 from main_backend.link import BackendLink, LinkListener
 from main_backend.placement.autoscale import desired_replicas
-from main_backend.placement.ray_cluster import RayCluster
+from main_backend.placement.ray_cluster import RayCluster, RayUnavailableError
 from main_backend.placement.ray_replica import ReplicaSpec
 from main_backend.placement.replica_routing import ReplicaTable
 from main_backend.scheduler import Scheduler
@@ -119,7 +119,7 @@ class ReplicaSetLink:
     async def run(self) -> None:
         """Place the replicas, keep their number right, replace the lost ones; until cancelled."""
         try:
-            await self._cluster.connect()
+            await self._join_cluster()
             while True:
                 self._scale()
                 self._wake.clear()
@@ -129,6 +129,20 @@ class ReplicaSetLink:
                     pass
         finally:
             await asyncio.shield(self._stop_all())
+
+    async def _join_cluster(self) -> None:
+        """Connect to Ray; when that fails the backend is ``failed`` with the reason until a kick."""
+        while True:
+            try:
+                await self._cluster.connect()
+                return
+            except (RayUnavailableError, TimeoutError) as exc:
+                reason = str(exc) or "timed out joining the Ray cluster"
+                logger.error("%s: %s", self.name, reason)
+                self._gave_up = True
+                self._listener.process_failed(self.name, reason)
+                self._wake.clear()
+                await self._wake.wait()
 
     async def send(self, frame: bytes | str, *, request_id: str | None = None, stream_id: str | None = None) -> None:
         """Send an inference request (or a cancel) to the replica that should have it."""

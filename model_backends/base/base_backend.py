@@ -307,6 +307,7 @@ class BaseModelBackend(ABC):
             memory=current_memory(),
             uptime_s=round(time.monotonic() - self._started_at, 3),
             max_batch_size=self.max_batch_size,
+            max_concurrency=self.max_concurrency,
             pid=os.getpid(),
         )
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 _CURRENT: ContextVar[RequestContext | None] = ContextVar("hub_request_context", default=None)
@@ -24,7 +23,9 @@ class RequestContext:
     priority: int = 10
     stream: bool = False
     _emit: Callable[[dict[str, Any]], None] | None = None
-    _cancelled: threading.Event = field(default_factory=threading.Event)
+    #: A plain flag, not a threading.Event: it is only polled, and an Event costs a Condition
+    #: and a lock per request. Setting a bool is atomic for the thread that reads it.
+    _cancelled: bool = False
 
     def emit_partial(self, data: dict[str, Any]) -> None:
         """Send a partial result now (e.g. generated tokens). No-op if nobody listens."""
@@ -34,10 +35,10 @@ class RequestContext:
     @property
     def cancelled(self) -> bool:
         """True once the requester went away; long work should stop early."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def cancel(self) -> None:
-        self._cancelled.set()
+        self._cancelled = True
 
 
 def current_request() -> RequestContext | None:

@@ -104,6 +104,8 @@ class Pong(Message):
     memory: MemoryUsage = Field(default_factory=MemoryUsage)
     uptime_s: float = 0.0
     max_batch_size: int = 1
+    #: Requests the backend processes at once (its inference threads).
+    max_concurrency: int = 1
     pid: int = 0
 
 

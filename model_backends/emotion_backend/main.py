@@ -35,6 +35,7 @@ class EmotionBackend(BaseModelBackend):
             raise RuntimeError("model is not loaded")
         options = EmotionOptions.parse(data)
         rgb = request_image(data)
+        options.check_fits(rgb.shape[1], rgb.shape[0])
         boxes = None if options.face_box is None else [options.face_box]
         return self.reader.read_as_response(rgb, boxes, options.min_face_px)
 

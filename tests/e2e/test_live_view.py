@@ -56,7 +56,7 @@ def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProces
             "emotion": real_backend("emotion", eager_load=True),
             "eeg": real_backend("eeg"),
             "chat": echo_backend_config(path=str(CHAT_BACKEND), chat=True, env={"CHAT_WORD_DELAY": "0.12"}),
-            "chat2": echo_backend_config(path=str(CHAT_BACKEND), chat=True),
+            "chat2": echo_backend_config(path=str(CHAT_BACKEND), chat=True, env={"CHAT_LOAD_SECONDS": "4"}),
         },
         "capabilities": {"text": "chat", "vision": "chat"},
     }
@@ -193,6 +193,15 @@ def test_live_view_draws_findings_follows_closed_eyes_and_chat_streams(
         answer = page.text_content(".msg.assistant .text") or ""
         assert answer.startswith("<image:image/jpeg") and answer.endswith(question), answer  # the image reached it
         assert page.get_attribute(".msg.user img", "alt") == "attached image"
+
+        # a model that loads on first use: the page says so while the answer waits
+        page.select_option("#chat-model", "chat2")
+        page.fill("#chat-input", "hello again")
+        page.click("#chat-send")
+        page.wait_for_function(
+            "() => document.getElementById('chat-status').textContent.includes('is loading its model')"
+        )
+        page.wait_for_function("() => document.querySelectorAll(\".msg.assistant[data-state='done']\").length === 2")
 
         # the capability bindings: `text` moved to chat2 from the page
         page.click("#caps summary")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -81,7 +82,7 @@ def test_the_camera_client_without_the_key_says_so_without_a_traceback(keyed_hub
 
 def test_start_and_stop_without_a_hub_exit_3(tmp_path: Path) -> None:
     config = tmp_path / "models.yaml"
-    config.write_text(yaml.safe_dump({"model_backends": {"echo": echo_backend_config()}}))
+    config.write_text(yaml.safe_dump({"version": 2, "model_backends": {"echo": echo_backend_config()}}))
     nowhere = f"http://127.0.0.1:{free_port()}"
     for command in ("start", "stop"):
         result = hub_cli(command, "echo", "--config", str(config), "--hub", nowhere)
@@ -90,7 +91,7 @@ def test_start_and_stop_without_a_hub_exit_3(tmp_path: Path) -> None:
 
 def test_a_disabled_backend_is_not_started(tmp_path: Path) -> None:
     config = tmp_path / "models.yaml"
-    config.write_text(yaml.safe_dump({"model_backends": {"off": echo_backend_config(enabled=False)}}))
+    config.write_text(yaml.safe_dump({"version": 2, "model_backends": {"off": echo_backend_config(enabled=False)}}))
     result = hub_cli("start", "off", "--config", str(config), "--hub", f"http://127.0.0.1:{free_port()}")
     assert_error(result, USAGE, "off: disabled in the config (enabled: false)")
 
@@ -110,6 +111,17 @@ def test_bad_bundles_and_names_are_one_error_line(tmp_path: Path) -> None:
     assert_error(unpacked, FAILED, "unpack failed")
     assert_error(packed, USAGE, "unknown backend nope")
     assert_error(bad_config, USAGE, "missing.yaml")
+
+
+def test_serve_on_a_taken_port_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "models.yaml"
+    config.write_text("model_backends: {}\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = hub_cli("serve", "--config", str(config), "--port", str(port))
+    assert_error(result, FAILED, f"cannot listen on 127.0.0.1:{port}", "is another hub running there?")
 
 
 def test_help_documents_the_exit_codes() -> None:
@@ -137,7 +149,7 @@ def test_setup_shows_one_line_per_venv_and_a_summary_not_pips_output(tmp_path: P
         "tiny": {"path": str(folder), "venv": str(venv), "port": free_port()},
         "broken": {"path": str(broken), "venv": str(venv), "port": free_port()},
     }
-    config.write_text(yaml.safe_dump({"model_backends": entries}))
+    config.write_text(yaml.safe_dump({"version": 2, "model_backends": entries}))
 
     first = hub_cli("setup", "tiny", "--config", str(config), timeout=600)
     again = hub_cli("setup", "tiny", "--config", str(config))

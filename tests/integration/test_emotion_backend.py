@@ -169,7 +169,13 @@ async def test_face_box_hint_is_taken_as_given_even_without_a_face(backend: Runn
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("face_box", [1, 2, 3]), ("face_box", {"x": 1}), ("face_box", [0, 0, 0, 10]), ("min_face_px", -1)],
+    [
+        ("face_box", [1, 2, 3]),
+        ("face_box", {"x": 1}),
+        ("face_box", [0, 0, 0, 10]),
+        ("face_box", [5000, 10, 50, 50]),
+        ("min_face_px", -1),
+    ],
 )
 async def test_bad_options_are_refused_naming_the_field(
     backend: RunningProcess, astronaut_jpeg: bytes, field: str, value: Any

@@ -36,7 +36,7 @@ async def test_original_config_format_connects_to_running_backends(tmp_path: Pat
                 }
             }
         }
-        with hub_process(legacy, tmp_path, supervise=True, wait_ready=["echo"]) as hub:
+        with hub_process(legacy, tmp_path, supervise=True, wait_ready=["echo"], original_format=True) as hub:
             info = get_json(f"{hub.http}/api/backends")["backends"][0]
             answer = await request(
                 hub.ws, {"type": "inference_request", "request_id": "r", "model": "echo", "data": {"a": 1}}

@@ -247,3 +247,33 @@ async def test_two_first_loads_at_once_never_overcommit_the_memory_budget(tmp_pa
     assert one["type"] == two["type"] == "inference_response"
     assert len(loaded) == 1
     assert not both_loaded_seen
+
+
+async def test_a_30_fps_camera_on_a_slow_backend_gets_answers_about_one_service_time_old(tmp_path: Path) -> None:
+    service_s = 0.2  # 5 fps at most, whatever the camera sends
+    config = {"model_backends": {"echo": echo_backend_config(max_in_flight=4)}}  # the default window
+    with hub_process(config, tmp_path, wait_ready=["echo"]) as hub:
+        async with await open_ws(hub.ws) as ws:
+            await _ask(ws, "warm", "echo")
+            sent_at: dict[str, float] = {}
+            ages: list[float] = []
+
+            async def reader() -> None:
+                while True:
+                    msg = await recv_json(ws, timeout=10)
+                    if msg["type"] == "inference_response":
+                        ages.append(time.monotonic() - sent_at[msg["request_id"]])
+
+            task = asyncio.create_task(reader())
+            for i in range(90):  # 3 s at 30 fps
+                sent_at[f"f{i}"] = time.monotonic()
+                frame = {"type": "inference_request", "request_id": f"f{i}", "model": "echo", "stream_id": "cam"}
+                await send_json(ws, {**frame, "data": {"sleep": service_s}})
+                await asyncio.sleep(1 / 30)
+            await asyncio.sleep(2 * service_s)
+            task.cancel()
+    ages.sort()
+    p50 = ages[len(ages) // 2]
+    # One frame runs, the newest waits for it: an answer is at most about two service times old.
+    # With four frames of the stream in flight it was about four.
+    assert p50 <= 2 * service_s + 0.1, [round(a, 3) for a in ages]

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
+import contextlib
+import io
+import os
+import signal
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
-from tests.support.processes import HUB_PYTHON, REPO, RunningProcess, echo_backend_config, get_json, hub_process
+from tests.support.processes import (
+    HUB_PYTHON,
+    REPO,
+    RunningProcess,
+    echo_backend_config,
+    free_port,
+    get_json,
+    hub_process,
+)
 from tests.support.ray_cluster import ray_head
 from tests.support.wsclient import open_ws, recv_json, send_json
 
@@ -219,3 +234,94 @@ async def test_restart_through_the_admin_api_replaces_every_replica(ray_hub: Run
     assert not after & before
     answers = await run_client(ray_hub.ws, 9, 20)
     assert all(a["type"] == "inference_response" for a in answers)
+
+
+FATIGUE = REPO / "model_backends" / "fatigue_backend"
+
+
+@pytest.fixture(scope="module")
+def fatigue_hub(ray_address: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProcess]:
+    """One hub with the fatigue backend twice: a local process and one replica on Ray."""
+    subprocess.run([str(HUB_PYTHON), "-m", "main_backend", "setup", "fatigue"], cwd=REPO, check=True, timeout=900)
+    common = {"path": str(FATIGUE), "ping_interval": 1.0, "request_timeout": 60}
+    config = {
+        "model_backends": {
+            "fatigue": {**common, "port": free_port()},
+            "fatigue_ray": {**common, "placement": "ray", "ray_address": ray_address, "num_cpus": 1},
+        }
+    }
+    tmp = tmp_path_factory.mktemp("fatiguehub")
+    with hub_process(config, tmp, wait_ready=["fatigue", "fatigue_ray"], timeout=300) as hub:
+        yield hub
+
+
+@pytest.mark.slow
+async def test_the_fatigue_model_on_ray_answers_as_it_does_locally(fatigue_hub: RunningProcess) -> None:
+    skimage_data = pytest.importorskip("skimage.data", reason="the test photo comes from scikit-image")
+    buf = io.BytesIO()
+    Image.fromarray(skimage_data.astronaut()).save(buf, format="JPEG", quality=92)
+    image = base64.b64encode(buf.getvalue()).decode()
+    answers: dict[str, list[dict[str, Any]]] = {}
+    async with await open_ws(fatigue_hub.ws) as ws:
+        for model in ("fatigue", "fatigue_ray"):
+            answers[model] = []
+            for n in range(3):
+                data = {"image": image, "timestamp": 100.0 + n, "return_landmarks": True}
+                rid = f"{model}-{n}"
+                await send_json(
+                    ws,
+                    {"type": "inference_request", "request_id": rid, "model": model, "stream_id": "cam", "data": data},
+                )
+                answer = await recv_json(ws, 120)
+                while answer.get("type") == "loading":
+                    answer = await recv_json(ws, 120)
+                assert answer["type"] == "inference_response", answer
+                answers[model].append({k: v for k, v in answer["data"].items() if k != "inference_ms"})
+    assert answers["fatigue"][0]["face_found"] is True
+    assert answers["fatigue_ray"] == answers["fatigue"]
+
+
+def _replica_pids(hub: RunningProcess) -> dict[str, int]:
+    return {r["replica"]: r["pid"] for r in echo_snapshot(hub)["replicas"]["items"] if r["connected"]}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSTOP], ids=["backend-killed", "backend-hung"])
+async def test_a_replica_whose_backend_dies_or_hangs_is_replaced(ray_hub: RunningProcess, sig: signal.Signals) -> None:
+    wait_replicas_ready(ray_hub, 2)
+    victim, pid = next(iter(_replica_pids(ray_hub).items()))
+    os.kill(pid, sig)
+    try:
+        await asyncio.to_thread(wait_replicas_ready, ray_hub, 2, 180.0, {victim})
+    finally:
+        if sig is signal.SIGSTOP:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    answers = await run_client(ray_hub.ws, 7, 40)
+    assert all(a["type"] == "inference_response" for a in answers)
+    assert pid not in {a["data"]["pid"] for a in answers}
+
+
+def test_replica_backends_run_at_normal_priority_not_rays_worker_niceness(ray_hub: RunningProcess) -> None:
+    pids = list(_replica_pids(ray_hub).values())
+    assert len(pids) == 2
+    assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in pids] == [0, 0]
+
+
+async def test_an_autoscaling_backend_grows_under_load_and_shrinks_when_idle(ray_address: str, tmp_path: Path) -> None:
+    replicas = {"min": 1, "max": 2, "target_in_flight": 1, "scale_down_after": 2}
+    entry = echo_backend_config(placement="ray", ray_address=ray_address, replicas=replicas, num_cpus=0.5)
+    del entry["port"]
+    with hub_process({"model_backends": {"echo": entry}}, tmp_path, wait_ready=["echo"], timeout=180) as hub:
+        assert echo_snapshot(hub)["replicas"]["desired"] == 1
+        stop = asyncio.Event()
+        load = [asyncio.create_task(_streaming_load(hub.ws, stop, c)) for c in range(4)]
+        try:
+            await asyncio.to_thread(wait_replicas_ready, hub, 2, 180.0)
+        finally:
+            stop.set()
+            await asyncio.gather(*load)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and echo_snapshot(hub)["replicas"]["ready"] != 1:
+            await asyncio.sleep(0.2)
+        assert echo_snapshot(hub)["replicas"]["ready"] == 1
+        assert echo_snapshot(hub)["replicas"]["desired"] == 1

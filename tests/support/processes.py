@@ -138,8 +138,10 @@ def wait_for_pong(
             time.sleep(0.05)
 
 
-def write_config(path: Path, config: Mapping[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(dict(config), sort_keys=False))
+def write_config(path: Path, config: Mapping[str, Any], *, original_format: bool = False) -> Path:
+    """Write a models.yaml; in this hub's format (``version: 2``) unless ``original_format``."""
+    config = dict(config) if original_format else {"version": 2, **config}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
@@ -153,6 +155,7 @@ def hub_process(
     wait_ready: Sequence[str] = (),
     timeout: float = 60.0,
     extra_args: Sequence[str] = (),
+    original_format: bool = False,
 ) -> Iterator[RunningProcess]:
     """Start ``python -m main_backend serve`` with ``config`` (a models.yaml as a dict).
 
@@ -164,7 +167,7 @@ def hub_process(
     hub.setdefault("log_dir", str(tmp_path / "logs"))
     hub.setdefault("state_dir", str(tmp_path / "state"))
     cfg["hub"] = hub
-    cfg_file = write_config(tmp_path / f"models-{port}.yaml", cfg)
+    cfg_file = write_config(tmp_path / f"models-{port}.yaml", cfg, original_format=original_format)
     log = tmp_path / f"hub-{port}.log"
     cmd = [str(HUB_PYTHON), "-m", "main_backend", "serve", "--config", str(cfg_file), "--port", str(port)]
     if supervise:

@@ -16,13 +16,13 @@ RAY = HUB_PYTHON.parent / "ray"
 
 
 @contextmanager
-def ray_head(num_cpus: int = 4, timeout: float = 180.0) -> Iterator[str]:
+def ray_head(num_cpus: int = 4, timeout: float = 180.0, ray: Path = RAY) -> Iterator[str]:
     """``ray start --head --block`` as a child (stopped by its pid, not ``ray stop``); yields its address."""
     port = free_port()
     temp = Path(f"/tmp/ray-t{port}")  # short: Ray's socket paths must fit in 107 bytes
     log = temp.with_suffix(".log")
     cmd = [
-        str(RAY), "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
+        str(ray), "start", "--head", "--block", f"--port={port}", f"--num-cpus={num_cpus}",
         "--object-store-memory=80000000", "--include-dashboard=false", "--disable-usage-stats",
         f"--temp-dir={temp}",
     ]  # fmt: skip

@@ -46,3 +46,24 @@ def test_eeg_keeps_every_chunk_of_a_stream_while_cameras_keep_the_latest_frame()
     assert backends["eeg"].latest_frame_wins is False
     assert backends["fatigue"].latest_frame_wins is True
     assert backends["emotion"].latest_frame_wins is True
+
+
+def test_a_file_in_the_hub_format_starts_its_backends_unless_one_says_managed_false() -> None:
+    config = parse_config(
+        {"version": 2, "model_backends": {"a": {"port": 9001}, "b": {"port": 9002, "managed": False}}}
+    )
+    assert (config.model_backends["a"].is_managed, config.model_backends["b"].is_managed) == (True, False)
+
+
+def test_a_file_without_version_is_the_original_format_whatever_keys_its_entries_have(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = parse_config({"model_backends": {"a": {"port": 9001, "path": "x", "memory_mb": 100}}})
+    assert config.version == 1
+    assert config.model_backends["a"].is_managed is False  # not guessed from the keys it has
+    assert "version: 2" in caplog.text  # but the user is told how to have it started
+
+
+def test_an_unknown_version_is_refused_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match="version"):
+        parse_config({"version": 3, "model_backends": {}})

@@ -92,3 +92,27 @@ def test_without_latest_frame_wins_every_chunk_of_a_stream_is_kept_in_order() ->
     assert [j for j in sent if j.startswith("c")] == ["c0", "c1", "c2", "c3", "c4"]
     assert len(sent) == 10
     assert s.superseded_total == 0
+
+
+def test_a_stream_gets_only_as_many_frames_in_flight_as_the_backend_runs_and_the_newest_goes_next() -> None:
+    s = Scheduler("m", max_queue=10, max_in_flight=4)  # a backend that runs one frame at a time
+    s.submit("f1", b"", 10, stream_id="cam")
+    assert s.next_ready().hub_id == "f1"  # type: ignore[union-attr]
+    for hub_id in ("f2", "f3", "f4"):  # a 30 fps camera while f1 runs
+        s.submit(hub_id, b"", 10, stream_id="cam")
+        assert s.next_ready() is None  # waits in the hub, where a newer frame replaces it
+    s.submit("other", b"", 10)
+    assert s.next_ready().hub_id == "other"  # type: ignore[union-attr]  # other work is not held up
+    s.finish("f1")
+    assert s.next_ready().hub_id == "f4"  # type: ignore[union-attr]
+    assert s.superseded_total == 2
+
+
+def test_a_backend_that_runs_two_at_once_gets_two_frames_of_a_stream() -> None:
+    s = Scheduler("m", max_queue=10, max_in_flight=4)
+    s.stream_in_flight = 2
+    for hub_id in ("f1", "f2"):
+        s.submit(hub_id, b"", 10, stream_id="cam")
+        assert s.next_ready() is not None
+    s.submit("f3", b"", 10, stream_id="cam")
+    assert s.next_ready() is None

@@ -24,6 +24,14 @@ class EmotionOptions:
     def parse(cls, data: dict[str, Any]) -> EmotionOptions:
         return cls(face_box=_face_box(data.get("face_box")), min_face_px=_min_face(data.get("min_face_px")))
 
+    def check_fits(self, width: int, height: int) -> None:
+        """Refuse a ``face_box`` that does not overlap the decoded image."""
+        if self.face_box is None:
+            return
+        x, y, w, h = self.face_box
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            raise BadRequestError(f"data.face_box {list(self.face_box)} lies outside the {width}x{height} image")
+
 
 def _face_box(value: Any) -> Box | None:
     """``{"x", "y", "width", "height"}`` (the fatigue backend's ``face_box``) or ``[x, y, w, h]``."""
