@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -304,3 +305,23 @@ def test_replica_backends_run_at_normal_priority_not_rays_worker_niceness(ray_hu
     pids = list(_replica_pids(ray_hub).values())
     assert len(pids) == 2
     assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in pids] == [0, 0]
+
+
+async def test_an_autoscaling_backend_grows_under_load_and_shrinks_when_idle(ray_address: str, tmp_path: Path) -> None:
+    replicas = {"min": 1, "max": 2, "target_in_flight": 1, "scale_down_after": 2}
+    entry = echo_backend_config(placement="ray", ray_address=ray_address, replicas=replicas, num_cpus=0.5)
+    del entry["port"]
+    with hub_process({"model_backends": {"echo": entry}}, tmp_path, wait_ready=["echo"], timeout=180) as hub:
+        assert echo_snapshot(hub)["replicas"]["desired"] == 1
+        stop = asyncio.Event()
+        load = [asyncio.create_task(_streaming_load(hub.ws, stop, c)) for c in range(4)]
+        try:
+            await asyncio.to_thread(wait_replicas_ready, hub, 2, 180.0)
+        finally:
+            stop.set()
+            await asyncio.gather(*load)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and echo_snapshot(hub)["replicas"]["ready"] != 1:
+            await asyncio.sleep(0.2)
+        assert echo_snapshot(hub)["replicas"]["ready"] == 1
+        assert echo_snapshot(hub)["replicas"]["desired"] == 1
