@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     manifest = result.manifest
     print(
         f"{result.bundle}: {size / 1024 / 1024:.1f} MiB, {len(manifest.files)} files, "
-        f"{len(manifest.packages)} packages, engine {manifest.engine.name}"
+        f"{len(manifest.packages)} packages"
+        + ("" if manifest.engine.name == "none" else f", engine {manifest.engine.name}")
     )
     if result.dockerfile is not None:
         print(f"{result.dockerfile}: build context is the extracted bundle")

@@ -20,8 +20,12 @@ VENV = "/opt/venv"
 USER_ID = 10001
 
 
-def dockerfile(manifest: Manifest) -> str:
-    """The Dockerfile's text; its build context is the extracted bundle (``tar -xf FILE -C ctx``)."""
+def dockerfile(manifest: Manifest, bundle_name: str | None = None) -> str:
+    """The Dockerfile's text; its build context is the extracted bundle (``tar -xf FILE -C ctx``).
+
+    ``bundle_name``: the bundle's file name, for the how-to-build comment (default NAME.bundle).
+    """
+    bundle_file = bundle_name or f"{manifest.backend.name}.bundle"
     python = manifest.target.python
     backend = manifest.backend
     folder = f"{BACKEND_DIR}/{backend.folder}"
@@ -38,7 +42,7 @@ def dockerfile(manifest: Manifest) -> str:
         model_flag = f" --model-path {MODELS}/{manifest.model.path.removeprefix(MODEL_DIR + '/')}"
     return f"""# syntax=docker/dockerfile:1.7
 # {backend.name} {backend.version} from an offline bundle. Build context: the extracted bundle.
-#   mkdir ctx && tar -xf {backend.name}.bundle -C ctx && docker build -t {backend.name} ctx
+#   mkdir ctx && tar -xf {bundle_file} -C ctx && docker build -t {backend.name} ctx
 
 # Builder: install the bundled wheels into a venv, with no index (nothing is downloaded).
 FROM python:{python}-slim AS builder

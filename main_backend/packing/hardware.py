@@ -50,8 +50,13 @@ def parse_nvidia_smi(text: str | None) -> list[Gpu]:
     return [Gpu(g.name, g.total_mb) for g in machine_memory.parse_nvidia_smi(text)]
 
 
-def choose_engine(hardware: Hardware, model_bytes: int, vllm_installed: bool) -> Engine:
-    """vllm only where it is installed and a GPU holds twice the model; transformers otherwise."""
+def choose_engine(
+    hardware: Hardware, model_bytes: int, vllm_installed: bool, transformers_installed: bool = True
+) -> Engine:
+    """vllm only where it is installed and a GPU holds twice the model; transformers otherwise;
+    ``none`` for a backend that bundles neither (it runs its model with its own code)."""
+    if not vllm_installed and not transformers_installed:
+        return Engine("none", "neither vllm nor transformers is in the bundle: the backend's own code runs its model")
     if not vllm_installed:
         return Engine("transformers", "vllm is not installed")
     if not hardware.gpus:

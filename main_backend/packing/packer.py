@@ -34,6 +34,7 @@ from main_backend.packing.wheels import (
     download_wheels,
     pins,
     pip_for,
+    source_date_epoch,
     venv_constraints,
 )
 from main_backend.venvs import BASE_DIR, NODEPS_REQUIREMENTS
@@ -75,7 +76,7 @@ def pack_backend(backend: BackendConfig, options: PackOptions) -> PackResult:
         declared = declared_files(folder, [*wheels.resolved, *wheels.nodeps])
         entries = _file_entries(backend, wheels, model, declared)
         manifest = _manifest(backend, target, wheels, model, declared, entries)
-        docker_text = dockerfile(manifest) if options.dockerfile else None
+        docker_text = dockerfile(manifest, options.output.name) if options.dockerfile else None
         extra = [Entry(layout.DOCKERFILE, data=docker_text.encode())] if docker_text else []
         manifest.files.update({e.name: digest_of(e.data or b"") for e in extra})
         raw = manifest.to_bytes()
@@ -175,12 +176,12 @@ def _manifest(
     machine = hardware.probe_hardware()
     model_bytes = model.size + declared.size
     packages = wheels.packages()
-    engine = hardware.choose_engine(machine, model_bytes, "vllm" in packages)
+    engine = hardware.choose_engine(machine, model_bytes, "vllm" in packages, "transformers" in packages)
     warnings = [*wheels.warnings, *hardware.fit_warnings(machine, model_bytes, backend.memory_mb)]
     if target.cross:
         warnings.append(f"packed for {target.platform} / Python {target.python}, not for this machine: untested here")
     return Manifest(
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(source_date_epoch())),
         backend=BackendInfo(
             name=backend.name,
             version=backend_version(backend.folder / backend.entry),

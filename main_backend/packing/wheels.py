@@ -9,11 +9,13 @@ wheels when packing for this machine, so the other side never builds anything.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from main_backend.packing.archive import MTIME
 from main_backend.packing.layout import BASE_DISTRIBUTION
 from main_backend.packing.tools import ToolError, run_tool
 
@@ -91,9 +93,18 @@ def venv_constraints(pip: list[str], dest: Path) -> Path | None:
     return dest
 
 
+def source_date_epoch() -> int | None:
+    """``$SOURCE_DATE_EPOCH`` (reproducible-builds.org): the time to stamp into what is built."""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    return int(value) if value.isdigit() else None
+
+
 def build_base_wheel(pip: list[str], base_dir: Path, dest: Path, quiet: bool) -> Path:
+    """base as a wheel; the same source gives the same bytes (fixed zip timestamps), so packing
+    the same backend twice gives the same bundle."""
     before = set(dest.glob("*.whl"))
-    run_tool([*pip, "wheel", "--no-deps", *_quiet(quiet), "-w", str(dest), str(base_dir)])
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch() or MTIME)}
+    run_tool([*pip, "wheel", "--no-deps", *_quiet(quiet), "-w", str(dest), str(base_dir)], env=env)
     [wheel] = [w for w in dest.glob("*.whl") if w not in before and wheel_name_version(w)[0] == BASE_DISTRIBUTION]
     return wheel
 

@@ -79,21 +79,25 @@ class VLMBackend(BaseModelBackend):
         self._preparer = PromptPreparer(self._loaded)
 
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
-        started = time.perf_counter()
-        request = parse_chat_request(data)
-        parse_ms = (time.perf_counter() - started) * 1000
         ctx = current_request()
-        if self._generator is not None:
-            return self._generator.generate(request, ctx)
+        generator = self._generator
+        if generator is not None:
+            with generator.arriving():
+                old_style = parse_chat_request(data)
+            return generator.generate(old_style, ctx)
         engine, preparer, loaded = self._engine, self._preparer, self._loaded
         if engine is None or preparer is None or loaded is None:
             raise RuntimeError("the model is not loaded")
-        if request.images and not loaded.accepts_images:
-            from model_backends.base.errors import BadRequestError
+        with engine.arriving():
+            started = time.perf_counter()
+            request = parse_chat_request(data)
+            parse_ms = (time.perf_counter() - started) * 1000
+            if request.images and not loaded.accepts_images:
+                from model_backends.base.errors import BadRequestError
 
-            raise BadRequestError(f"model {loaded.name!r} is text-only; it does not accept images")
-        prompt = preparer.prepare(request)
-        handle = engine.submit(request, prompt, (lambda: ctx.cancelled) if ctx is not None else (lambda: False))
+                raise BadRequestError(f"model {loaded.name!r} is text-only; it does not accept images")
+            prompt = preparer.prepare(request)
+            handle = engine.submit(request, prompt, (lambda: ctx.cancelled) if ctx is not None else (lambda: False))
         streaming = ctx is not None and (request.stream or ctx.stream)
         try:
             for chunk in handle.stream(STALL_TIMEOUT_S):

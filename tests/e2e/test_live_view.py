@@ -56,7 +56,7 @@ def live_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningProces
             "emotion": real_backend("emotion", eager_load=True),
             "eeg": real_backend("eeg"),
             "chat": echo_backend_config(path=str(CHAT_BACKEND), chat=True, env={"CHAT_WORD_DELAY": "0.12"}),
-            "chat2": echo_backend_config(path=str(CHAT_BACKEND), chat=True),
+            "chat2": echo_backend_config(path=str(CHAT_BACKEND), chat=True, env={"CHAT_LOAD_SECONDS": "4"}),
         },
         "capabilities": {"text": "chat", "vision": "chat"},
     }
@@ -194,6 +194,15 @@ def test_live_view_draws_findings_follows_closed_eyes_and_chat_streams(
         assert answer.startswith("<image:image/jpeg") and answer.endswith(question), answer  # the image reached it
         assert page.get_attribute(".msg.user img", "alt") == "attached image"
 
+        # a model that loads on first use: the page says so while the answer waits
+        page.select_option("#chat-model", "chat2")
+        page.fill("#chat-input", "hello again")
+        page.click("#chat-send")
+        page.wait_for_function(
+            "() => document.getElementById('chat-status').textContent.includes('is loading its model')"
+        )
+        page.wait_for_function("() => document.querySelectorAll(\".msg.assistant[data-state='done']\").length === 2")
+
         # the capability bindings: `text` moved to chat2 from the page
         page.click("#caps summary")
         page.select_option('.cap[data-capability="text"] select', "chat2")
@@ -209,8 +218,11 @@ def test_live_view_draws_findings_follows_closed_eyes_and_chat_streams(
         page.wait_for_function("() => Number(document.getElementById('ro-perclos').dataset.value) > 0.2")
         assert page.get_attribute("#gauge-level", "data-level") in ("drowsy", "very_drowsy")
         assert int(page.get_attribute("#chart-perclos", "data-points") or 0) >= 2
+        for key in ("stream.perclos", "stream.blinks", "stream.fatigue_score", "stream.level"):  # all chips shown
+            assert page.is_visible(f'.card[data-backend="fatigue"] .chip[data-key="{key}"]'), key
 
         page.wait_for_timeout(500)
+        assert page.evaluate(LAYOUT_PROBLEMS) == [], "nothing is cut off at 1400 px either"
         shot_wide = tmp_path / "dashboard-1400.png"
         page.screenshot(path=str(shot_wide), full_page=True)
 

@@ -107,7 +107,7 @@ def packed(fer_model_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def unpacked(packed: Packed, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     work = tmp_path_factory.mktemp("unpack")
     config = work / "registered.yaml"
-    config.write_text("# written by the test\nhub:\n  host: 127.0.0.1\n")
+    config.write_text("# written by the test\nhub:\n  host: 127.0.0.1\nmodel_backends: {}\n")
     dest = work / "emotion"
 
     done = cli("unpack", str(packed.bundle), "--dir", str(dest), "--config", str(config), env=OFFLINE_ENV)
@@ -164,6 +164,21 @@ def test_unpacked_backend_answers_through_the_hub(unpacked: tuple[Path, Path], t
     assert answer["data"]["faces"][0]["score"] > 0.99
     assert cmdline[0] == str(dest / ".venv" / "bin" / "python")
     assert str(dest / MODEL_IN_BUNDLE) in cmdline
+
+
+def test_after_unpack_list_says_ready_and_setup_has_nothing_to_do(unpacked: tuple[Path, Path]) -> None:
+    _dest, config = unpacked
+    text = config.read_text()
+    assert text.count("model_backends:") == 1, text  # the empty `model_backends: {}` became the section
+
+    listed = cli("list", "--json", "--config", str(config), "--hub", f"http://127.0.0.1:{free_port()}")
+    setup = cli("setup", "emotion", "--config", str(config), env=OFFLINE_ENV)
+
+    assert listed.returncode == 0, listed.stderr
+    venv = json.loads(listed.stdout)["backends"][0]["venv"]
+    assert venv["exists"] and venv["up_to_date"], venv
+    assert setup.returncode == 0, setup.stderr
+    assert setup.stdout.startswith("setup: 1 venv(s): 1 up to date"), setup.stdout + setup.stderr
 
 
 def test_unpacked_venv_holds_base_and_fer_from_the_bundle(unpacked: tuple[Path, Path]) -> None:

@@ -111,3 +111,8 @@ def test_a_seeded_sampled_row_repeats_itself_inside_a_batch(report: dict[str, An
 
 def test_the_engine_runs_one_generation_thread(report: dict[str, Any]) -> None:
     assert report["threads"].count("vlm-engine") == 1
+
+
+def test_requests_still_being_prepared_share_one_prefill(report: dict[str, Any]) -> None:
+    assert report["gathering"]["prefills_gathered"] == 1
+    assert report["gathering"]["prefills_plain"] >= 2  # the same arrivals with nobody preparing: no wait

@@ -165,6 +165,30 @@ def controls(h: Harness) -> dict[str, Any]:
     }
 
 
+def gathering(h: Harness) -> dict[str, Any]:
+    """Requests arriving 0.1 s apart: one prefill while others are still being prepared, else one each."""
+
+    def staggered() -> list[Any]:
+        handles = []
+        for text in PROMPTS[:3]:
+            handles.append(h.submit(h.request(text, max_tokens=3)))
+            time.sleep(0.1)
+        return handles
+
+    def prefills(run: Any) -> int:
+        before = h.engine.prefills
+        for handle in run():
+            handle.result()
+        return h.engine.prefills - before
+
+    def while_preparing() -> list[Any]:
+        with h.engine.arriving():  # as the backend holds it around parsing and preprocessing
+            return staggered()
+
+    h.engine.config.gather_s = 5.0  # the end of the preparing ends the wait here, not the clock
+    return {"prefills_gathered": prefills(while_preparing), "prefills_plain": prefills(staggered)}
+
+
 def main() -> None:
     torch.manual_seed(0)
     folder = sys.argv[1]
@@ -174,6 +198,7 @@ def main() -> None:
     report["joining"] = joining_and_leaving(h, image_url)
     report["stop_cancel"] = per_row_stop_and_cancel(h)
     report["controls"] = controls(h)
+    report["gathering"] = gathering(h)
     report["threads"] = [t.name for t in threading.enumerate()]
     h.engine.unload()
     print(json.dumps(report))

@@ -36,3 +36,9 @@ def test_copied_sources_are_the_build_context_paths() -> None:
     text = dockerfile(make_manifest(model=ModelInfo(kind="file", path="model/m.hdf5")))
 
     assert copied_sources(text) == ["wheels", "backend/emotion_backend", "health_check.py", "model"]
+
+
+def test_the_build_comment_names_the_bundle_file_that_was_written() -> None:
+    text = dockerfile(make_manifest(), "fatigue-arm64.bundle")
+    assert "tar -xf fatigue-arm64.bundle -C ctx" in text
+    assert ".bundle" not in text.replace("fatigue-arm64.bundle", "")

@@ -56,3 +56,9 @@ def test_probe_describes_this_machine() -> None:
     assert machine.cpu_count >= 1
     assert machine.ram_mb > 0
     assert machine.cpu_model
+
+
+def test_a_bundle_without_transformers_or_vllm_names_no_engine() -> None:
+    engine = choose_engine(GPU_BOX, 10 * MIB, vllm_installed=False, transformers_installed=False)
+    assert engine.name == "none" and "own code" in engine.reason
+    assert choose_engine(CPU_BOX, 10 * MIB, vllm_installed=False, transformers_installed=True).name == "transformers"

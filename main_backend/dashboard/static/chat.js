@@ -111,6 +111,16 @@ function addMessage(role, text, imageUrl) {
 
 function setChatStatus(text) { chatEl("chat-status").textContent = text; }
 
+// Whether the backend behind a chat model is loading (a capability or provider name: false).
+async function backendLoading(model) {
+  try {
+    const res = await fetch(`/api/backends/${encodeURIComponent(model)}`, { headers: authHeaders(), cache: "no-store" });
+    return res.ok && (await res.json()).state === "loading";
+  } catch (err) {
+    return false;
+  }
+}
+
 async function sendChat(event) {
   event.preventDefault();
   const input = chatEl("chat-input");
@@ -128,10 +138,15 @@ async function sendChat(event) {
   const answer = addMessage("assistant", "");
   answer.parentElement.dataset.state = "waiting";
   const started = performance.now();
-  const waiting = setInterval(() => {
+  let loading = false;
+  const waiting = setInterval(async () => {
     const s = ((performance.now() - started) / 1000).toFixed(0);
-    setChatStatus(`waiting for ${model}… ${s} s (a model's first use loads it: this can take a minute)`);
-  }, 500);
+    const why = loading
+      ? `${model} is loading its model (the first load of the VLM converts it once: a minute or more)`
+      : `waiting for ${model}`;
+    setChatStatus(`${why}… ${s} s`);
+    loading = await backendLoading(model);
+  }, 1000);
   Chat.controller = new AbortController();
   chatEl("chat-send").textContent = "Stop";
   let text_ = "";

@@ -12,11 +12,12 @@ however many run: each message costs the event loop and the hub more than a toke
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,8 @@ class EngineConfig:
     flush_s_per_row: float = 0.001
     prefill_tokens: int = 8192
     prefill_rows: int = 8
+    #: how long a waiting request may be held back for others still being prepared, to share one prefill
+    gather_s: float = 0.015
 
 
 @dataclass
@@ -92,9 +95,12 @@ class ContinuousEngine:
         self._stopping = threading.Event()
         self._kv: SlotKV | None = None
         self._step: DecodeStep | None = None
+        self._arriving = 0
+        self._arriving_lock = threading.Lock()
         self.steps = 0
+        self.prefills = 0
         self.max_running = 0
-        #: seconds spent per part of the loop (decode step launch, sampling incl. its sync, token handling)
+        #: seconds per part of the loop (prefill; decode step launch; sampling, which waits for the GPU; tokens)
         self.seconds = {"prefill": 0.0, "step": 0.0, "sample": 0.0, "tokens": 0.0}
 
     # ------------------------------------------------------------------ the interface
@@ -135,6 +141,17 @@ class ContinuousEngine:
 
     def cancel(self, handle: RowHandle) -> None:
         handle.cancel()
+
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Wrap a request's parsing and preparation: a prefill about to start waits briefly to take it along."""
+        with self._arriving_lock:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._arriving_lock:
+                self._arriving -= 1
 
     def unload(self) -> None:
         self._stopping.set()
@@ -191,6 +208,11 @@ class ContinuousEngine:
     def _admit(self) -> None:
         self._waiting = [r for r in self._waiting if not self._drop_cancelled(r)]
         free = self.config.max_batch - len(self._rows)
+        young = bool(self._waiting) and time.perf_counter() - self._waiting[0].submitted < self.config.gather_s
+        if self._arriving and young and len(self._waiting) < free:
+            if not self._rows:
+                time.sleep(0.001)
+            return  # more are being prepared: one prefill for all of them costs less than several
         while self._waiting and free > 0:
             group = self._group(min(free, self.config.prefill_rows))
             free -= len(group)
@@ -231,6 +253,7 @@ class ContinuousEngine:
             ids[i, pads[i] :] = row.prompt.input_ids[0]
         extras = {k: torch.cat([r.prompt.extras[k] for r in group]) for k in group[0].prompt.extras}
         logits = self._prefill_forward(ids, pads, extras, [r.slot for r in group])
+        self.prefills += 1
         sampled = sample_rows(logits, [r.sampling for r in group], self._generator)
         done = time.perf_counter()
         self.seconds["prefill"] += done - started

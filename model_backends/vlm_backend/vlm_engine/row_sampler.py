@@ -85,7 +85,7 @@ def sample_one(logits: torch.Tensor, row: RowSampling, generator: torch.Generato
     token = _pick(logits, row, row.generator or generator)
     if controls.top_logprobs is None:
         return Sampled(token)
-    logprobs = logits.log_softmax(dim=-1)
+    logprobs = logits.log_softmax(dim=-1).clamp(min=-9999.0)  # -inf is not JSON
     top: list[tuple[int, float]] = []
     if controls.top_logprobs > 0:
         values, ids = logprobs.topk(controls.top_logprobs)
@@ -96,8 +96,10 @@ def sample_one(logits: torch.Tensor, row: RowSampling, generator: torch.Generato
 def _bias_and_penalties(logits: torch.Tensor, row: RowSampling) -> torch.Tensor:
     controls = row.controls
     if controls.logit_bias:
-        ids = torch.tensor(list(controls.logit_bias), device=logits.device)
-        logits[ids] += torch.tensor(list(controls.logit_bias.values()), device=logits.device)
+        ids = torch.tensor(list(controls.logit_bias), dtype=torch.long, device=logits.device)
+        bias = torch.tensor(list(controls.logit_bias.values()), dtype=logits.dtype, device=logits.device)
+        valid = ids < logits.shape[0]  # ids past this model's vocabulary change nothing
+        logits.index_add_(0, ids[valid], bias[valid])
     if row.generated and (controls.presence_penalty or controls.frequency_penalty):
         seen = torch.tensor(row.generated, device=logits.device)
         counts = torch.bincount(seen, minlength=logits.shape[0])[: logits.shape[0]].to(logits.dtype)
