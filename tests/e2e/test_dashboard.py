@@ -210,6 +210,11 @@ def test_errors_shown_equal_the_hubs_count_after_a_kill_9_and_superseded_frames_
         page.wait_for_selector(card("spare", enabled="false"))
         assert page.is_disabled(f'{card("spare")} button[data-action="restart"]')
         assert page.text_content("#hub-ready") == "2 / 2 (1 disabled)"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(f"{hub.http}/api/backends/spare/start", method="POST"))
+        assert refused.value.code == 409 and b"enabled: false" in refused.value.read()
+        with urllib.request.urlopen(f"{hub.http}/favicon.ico", timeout=5) as icon:
+            assert icon.status == 200 and icon.headers["Content-Type"].startswith("image/svg+xml")
 
         # the hub goes away: the page says so and dims the stale figures
         hub.stop()

@@ -218,8 +218,11 @@ def test_live_view_draws_findings_follows_closed_eyes_and_chat_streams(
         page.wait_for_function("() => Number(document.getElementById('ro-perclos').dataset.value) > 0.2")
         assert page.get_attribute("#gauge-level", "data-level") in ("drowsy", "very_drowsy")
         assert int(page.get_attribute("#chart-perclos", "data-points") or 0) >= 2
+        for key in ("stream.perclos", "stream.blinks", "stream.fatigue_score", "stream.level"):  # all chips shown
+            assert page.is_visible(f'.card[data-backend="fatigue"] .chip[data-key="{key}"]'), key
 
         page.wait_for_timeout(500)
+        assert page.evaluate(LAYOUT_PROBLEMS) == [], "nothing is cut off at 1400 px either"
         shot_wide = tmp_path / "dashboard-1400.png"
         page.screenshot(path=str(shot_wide), full_page=True)
 

@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,8 +107,8 @@ async def test_two_replicas_serve_2000_requests_from_4_clients_with_none_misrout
 async def test_each_stream_stays_on_its_replica(ray_hub: RunningProcess) -> None:
     seen: dict[str, set[int]] = collections.defaultdict(set)
     async with await open_ws(ray_hub.ws) as ws:
-        for n in range(10):
-            for s in range(8):
+        for n in range(5):
+            for s in range(16):
                 rid = f"s{s}-{n}"
                 await send_json(
                     ws,
@@ -124,7 +125,7 @@ async def test_each_stream_stays_on_its_replica(ray_hub: RunningProcess) -> None
                 assert "stream_reset" not in answer
                 seen[f"cam-{s}"].add(answer["data"]["pid"])
     assert all(len(pids) == 1 for pids in seen.values()), seen
-    assert len(set().union(*seen.values())) == 2  # eight streams spread over both replicas
+    assert len(set().union(*seen.values())) == 2  # sixteen streams spread over both replicas
 
 
 def _post(url: str) -> dict[str, Any]:
@@ -169,9 +170,11 @@ def _ray_kill(address: str, name: str) -> None:
     subprocess.run([str(HUB_PYTHON), "-c", code], check=True, timeout=120, cwd=REPO, capture_output=True)
 
 
-async def _streaming_load(url: str, stop: asyncio.Event, client: int) -> list[dict[str, Any]]:
+async def _streaming_load(
+    url: str, stop: asyncio.Event, client: int, answers: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """One stream per client, a frame every ~30 ms (each takes 20 ms), until ``stop``."""
-    answers = []
+    answers = [] if answers is None else answers
     async with await open_ws(url) as ws:
         n = 0
         while not stop.is_set():
@@ -200,9 +203,12 @@ async def test_a_killed_replica_loses_only_its_in_flight_requests_and_is_replace
 ) -> None:
     before = wait_replicas_ready(ray_hub, 2)
     stop = asyncio.Event()
-    load = [asyncio.create_task(_streaming_load(ray_hub.ws, stop, c)) for c in range(6)]
+    first: list[dict[str, Any]] = []
+    load = [asyncio.create_task(_streaming_load(ray_hub.ws, stop, 0, first))]
+    load += [asyncio.create_task(_streaming_load(ray_hub.ws, stop, c)) for c in range(1, 6)]
     await asyncio.sleep(1.0)
-    victim = before[0]
+    # the replica that serves client 0's stream (each stream picks one by hashing)
+    victim = next(key for key, pid in _replica_pids(ray_hub).items() if pid == first[0]["data"]["pid"])
     await asyncio.to_thread(_ray_kill, ray_address, victim)
     replaced = await asyncio.to_thread(wait_replicas_ready, ray_hub, 2, 180.0, {victim})
     await asyncio.sleep(1.0)  # traffic continues on both
@@ -304,3 +310,23 @@ def test_replica_backends_run_at_normal_priority_not_rays_worker_niceness(ray_hu
     pids = list(_replica_pids(ray_hub).values())
     assert len(pids) == 2
     assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in pids] == [0, 0]
+
+
+async def test_an_autoscaling_backend_grows_under_load_and_shrinks_when_idle(ray_address: str, tmp_path: Path) -> None:
+    replicas = {"min": 1, "max": 2, "target_in_flight": 1, "scale_down_after": 2}
+    entry = echo_backend_config(placement="ray", ray_address=ray_address, replicas=replicas, num_cpus=0.5)
+    del entry["port"]
+    with hub_process({"model_backends": {"echo": entry}}, tmp_path, wait_ready=["echo"], timeout=180) as hub:
+        assert echo_snapshot(hub)["replicas"]["desired"] == 1
+        stop = asyncio.Event()
+        load = [asyncio.create_task(_streaming_load(hub.ws, stop, c)) for c in range(4)]
+        try:
+            await asyncio.to_thread(wait_replicas_ready, hub, 2, 180.0)
+        finally:
+            stop.set()
+            await asyncio.gather(*load)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and echo_snapshot(hub)["replicas"]["ready"] != 1:
+            await asyncio.sleep(0.2)
+        assert echo_snapshot(hub)["replicas"]["ready"] == 1
+        assert echo_snapshot(hub)["replicas"]["desired"] == 1
