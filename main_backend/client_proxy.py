@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -140,6 +141,7 @@ class ClientProxy:
             return
         if req.stream_id is not None and self.frame_listeners:
             self._notify_frame(req.stream_id, targets, obj, payload)
+        received_at = time.time()
         for name in targets:
             await self.router.submit(
                 self.runtimes[name],
@@ -150,6 +152,8 @@ class ClientProxy:
                 req.timeout,
                 session=session,
                 client_id=req.request_id,
+                received_at=received_at,
+                captured_at=req.captured_at,
             )
 
     def _on_cancel(self, session: ClientSession, client_id: Any) -> None:
@@ -205,7 +209,9 @@ def _guess_id(frame: str | bytes) -> str | None:
 
 def _header_from_model(obj: dict[str, Any]) -> protocol.RequestHeader:
     req = protocol.InferenceRequest.model_validate(obj)
-    return protocol.RequestHeader(req.request_id, req.model, req.models, req.priority, req.stream_id, req.timeout)
+    return protocol.RequestHeader(
+        req.request_id, req.model, req.models, req.priority, req.stream_id, req.timeout, req.captured_at
+    )
 
 
 def _ceil_ms(seconds: float) -> float:

@@ -33,6 +33,7 @@ from main_backend.sessions import ClientSession
 from main_backend.state import BackendState, Event, StateMachine
 from main_backend.statedb.database import StateDatabase
 from main_backend.statedb.store import StateStore
+from main_backend.stream_stats import StreamStats
 from main_backend.supervisor import Supervisor
 from model_backends.base import protocol
 from model_backends.base.errors import ErrorCode, HubError, UnknownModelError
@@ -64,8 +65,9 @@ class Hub:
                     latest_frame_wins=bc.latest_frame_wins,
                 ),
             )
-        self.metrics = HubMetrics(self.runtimes, lambda: len(self.sessions), self.uptime)
-        self.router = Router(self.runtimes, self.metrics)
+        self.streams = StreamStats()
+        self.metrics = HubMetrics(self.runtimes, lambda: len(self.sessions), self.uptime, self.streams)
+        self.router = Router(self.runtimes, self.metrics, self.streams)
         self.clients = ClientProxy(self.router, config.hub.max_message_bytes)
         self.clients.client_max_in_flight = config.hub.client_max_in_flight
         self.supervisor = Supervisor(
@@ -269,8 +271,8 @@ class Hub:
             self.lifecycle.on_submit(rt)
         self._kick(rt)
 
-    def link_frame(self, name: str, obj: dict[str, Any]) -> None:
-        self.router.on_backend_frame(name, obj)
+    def link_frame(self, name: str, obj: dict[str, Any], raw: bytes | None = None) -> None:
+        self.router.on_backend_frame(name, obj, raw)
 
     def link_pong(self, name: str, pong: protocol.Pong, rtt_s: float) -> None:
         rt = self.runtimes[name]

@@ -32,7 +32,7 @@ _CONTROL_TYPES = frozenset({"pong", "model_state"})
 
 class LinkListener(Protocol):
     def link_connected(self, name: str) -> None: ...
-    def link_frame(self, name: str, obj: dict[str, Any]) -> None: ...
+    def link_frame(self, name: str, obj: dict[str, Any], raw: bytes | None = None) -> None: ...
     def link_pong(self, name: str, pong: protocol.Pong, rtt_s: float) -> None: ...
     def link_ping_failed(self, name: str, consecutive: int) -> None: ...
     def link_disconnected(self, name: str, reason: str) -> None: ...
@@ -157,9 +157,11 @@ class BackendLink:
             logger.warning("%s: link down (%s)", self.name, reason)
 
     def _on_text(self, data: str | bytes) -> None:
+        raw: bytes | None = data.encode() if isinstance(data, str) else data
         try:
             obj = protocol.parse_json(data, protocol.MAX_ENCODABLE_DEPTH)
         except ProtocolError as exc:
+            raw = None
             logger.error("%s: backend sent a bad frame (%s); ignored", self.name, exc.message)
             if exc.request_id is None:
                 return
@@ -172,7 +174,7 @@ class BackendLink:
             if not fut.done():
                 fut.set_result(obj)
             return
-        self._listener.link_frame(self.name, obj)
+        self._listener.link_frame(self.name, obj, raw)
 
     async def send(self, frame: bytes | str) -> None:
         """Queue a frame for the backend and return at once (never waits for its socket).

@@ -11,6 +11,7 @@ from main_backend.backend_runtime import BackendRuntime
 from main_backend.placement.replica_link import ReplicaSetLink
 from main_backend.placement.replica_metrics import ReplicaMetrics
 from main_backend.state import BackendState
+from main_backend.stream_stats import StreamStats
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
@@ -19,8 +20,13 @@ class HubMetrics:
     """Counters updated on the hot path; gauges filled from the runtimes on each scrape."""
 
     def __init__(
-        self, runtimes: Mapping[str, BackendRuntime], clients: Callable[[], int], uptime: Callable[[], float]
+        self,
+        runtimes: Mapping[str, BackendRuntime],
+        clients: Callable[[], int],
+        uptime: Callable[[], float],
+        streams: StreamStats | None = None,
     ) -> None:
+        self._streams = streams
         self.registry = CollectorRegistry()
         self._runtimes = runtimes
         self._clients = clients
@@ -51,6 +57,24 @@ class HubMetrics:
         self.superseded = Gauge(
             "hub_superseded_total", "Frames replaced by a newer frame of their stream", ["model"], registry=r
         )
+        self.stream_age = Gauge(
+            "hub_stream_frame_age_seconds",
+            "Age of a stream's answers, capture (or hub receive) to answer, over the last 10 s",
+            ["model", "stream", "quantile"],
+            registry=r,
+        )
+        self.stream_fps = Gauge(
+            "hub_stream_served_fps",
+            "Answers per second a stream got over the last 10 s",
+            ["model", "stream"],
+            registry=r,
+        )
+        self.stream_dropped = Gauge(
+            "hub_stream_dropped_frames",
+            "Frames of a stream replaced by a newer one before they ran (superseded), since the stream began",
+            ["model", "stream"],
+            registry=r,
+        )
         self.clients_gauge = Gauge("hub_clients", "Connected WebSocket clients", registry=r)
         self.uptime_gauge = Gauge("hub_uptime_seconds", "Seconds since the hub started", registry=r)
         self.replica_metrics = ReplicaMetrics(r)
@@ -77,7 +101,21 @@ class HubMetrics:
         self._refresh()
         return generate_latest(self.registry)
 
+    def _refresh_streams(self) -> None:
+        if self._streams is None:
+            return
+        for gauge in (self.stream_age, self.stream_fps, self.stream_dropped):
+            gauge.clear()  # forgotten streams leave /metrics
+        for model, stream, figures, fps in self._streams.figures():
+            for quantile, q in (("0.5", 0.5), ("0.99", 0.99)):
+                age = figures.percentile(q)
+                if age is not None:
+                    self.stream_age.labels(model, stream, quantile).set(age)
+            self.stream_fps.labels(model, stream).set(fps)
+            self.stream_dropped.labels(model, stream).set(figures.dropped)
+
     def _refresh(self) -> None:
+        self._refresh_streams()
         self.replica_metrics.refresh(
             (name, rt.link.snapshot()["replicas"])
             for name, rt in self._runtimes.items()

@@ -21,6 +21,7 @@ import orjson
 from main_backend.backend_runtime import BackendRuntime
 from main_backend.sessions import ClientSession
 from main_backend.state import COMING_UP, BackendState
+from main_backend.stream_stats import StreamStats
 from model_backends.base import protocol
 from model_backends.base.errors import ErrorCode, HubError, OverloadedError
 
@@ -52,6 +53,11 @@ class Pending:
     timer: asyncio.TimerHandle | None = None
     on_message: Callable[[dict[str, Any]], None] | None = None
     stream_id: str | None = None
+    #: Wall-clock times (seconds since the epoch) every answer reports in ``hub_times``.
+    received_at: float = 0.0
+    dispatched_at: float | None = None
+    #: The client's capture time of the frame, echoed in the answer.
+    captured_at: float | None = None
 
 
 #: ``(backend, final answer, the request's stream_id)``: called on each final inference_response.
@@ -61,8 +67,11 @@ ResultListener = Callable[[str, dict[str, Any], str | None], None]
 class Router:
     """Routes requests to backends by name and answers to their requesters by request id."""
 
-    def __init__(self, runtimes: dict[str, BackendRuntime], observer: Observer) -> None:
+    def __init__(
+        self, runtimes: dict[str, BackendRuntime], observer: Observer, streams: StreamStats | None = None
+    ) -> None:
         self.runtimes = runtimes
+        self.streams = streams or StreamStats()
         self._observer = observer
         self._pending: dict[str, Pending] = {}
         self._ids = itertools.count(1)
@@ -119,6 +128,8 @@ class Router:
         session: ClientSession | None = None,
         client_id: str,
         on_message: Callable[[dict[str, Any]], None] | None = None,
+        received_at: float | None = None,
+        captured_at: float | None = None,
     ) -> Pending | None:
         """Queue one request for one backend. Answers go to ``session`` or ``on_message``."""
         hub_id = f"h{next(self._ids):x}"
@@ -131,6 +142,8 @@ class Router:
             timeout or runtime.config.request_timeout,
             on_message=on_message,
             stream_id=stream_id,
+            received_at=received_at or time.time(),
+            captured_at=captured_at,
         )
         unavailable = self._unavailable_reason(runtime)
         if unavailable:
@@ -204,6 +217,8 @@ class Router:
         if self.gate is not None and not self.gate.may_dispatch(runtime):
             return
         while (job := runtime.scheduler.next_ready()) is not None:
+            if isinstance(job.owner, Pending):
+                job.owner.dispatched_at = time.time()
             try:
                 await runtime.link.send(job.frame)
             except HubError as exc:
@@ -232,24 +247,42 @@ class Router:
             task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ backend side
-    def on_backend_frame(self, name: str, obj: dict[str, Any]) -> None:
-        """An answer (partial or final) or an error from a backend."""
+    def on_backend_frame(self, name: str, obj: dict[str, Any], raw: bytes | None = None) -> None:
+        """An answer (partial or final) or an error from a backend.
+
+        ``raw`` is the frame as the backend sent it: when given, the client gets those bytes
+        with the routing fields spliced in, not ``obj`` encoded again.
+        """
         hub_id = obj.get("request_id")
         pending = self._pending.get(hub_id) if isinstance(hub_id, str) else None
         if pending is None:
             logger.debug("%s: answer for unknown or finished request %r dropped", name, hub_id)
             return
         kind = obj.get("type")
-        obj["request_id"] = pending.client_id
-        obj["model"] = name
+        fields: dict[str, Any] = {"request_id": pending.client_id, "model": name}
+        if kind == "inference_response":
+            if pending.captured_at is not None:
+                fields["captured_at"] = pending.captured_at
+            fields["hub_times"] = {
+                "received": pending.received_at,
+                "dispatched": pending.dispatched_at,
+                "answered": time.time(),
+            }
+        frame = None
+        if raw is not None and pending.session is not None and not any(k in obj for k in fields if k != "request_id"):
+            frame = protocol.splice_answer(raw, hub_id, orjson.dumps(fields)[1:-1])  # type: ignore[arg-type]
+        obj.update(fields)
         if kind == "inference_response" and obj.get("done") is False:
             if pending.timer is not None:  # a streaming answer is alive: restart its deadline
                 pending.timer.cancel()
                 pending.timer = asyncio.get_running_loop().call_later(pending.timeout, self._expire, pending.hub_id)
-            self._deliver(pending, obj)
+            self._deliver(pending, obj, frame)
             return
+        if kind == "inference_response" and pending.stream_id is not None:
+            answered = fields["hub_times"]["answered"]
+            self.streams.served(name, pending.stream_id, answered - (pending.captured_at or pending.received_at))
         outcome = "ok" if kind == "inference_response" else str(obj.get("code", "error"))
-        self._finish(pending, obj, outcome)
+        self._finish(pending, obj, outcome, frame=frame)
 
     def fail_backend(
         self, name: str, message: str, code: ErrorCode = ErrorCode.BACKEND_UNAVAILABLE, *, retryable: bool = True
@@ -295,7 +328,15 @@ class Router:
             self._cancel_on_backend(pending)
         self._finish(pending, msg.model_dump(exclude_none=True), "timeout", from_scheduler=False)
 
-    def _finish(self, pending: Pending, obj: dict[str, Any], outcome: str, *, from_scheduler: bool = True) -> None:
+    def _finish(
+        self,
+        pending: Pending,
+        obj: dict[str, Any],
+        outcome: str,
+        *,
+        from_scheduler: bool = True,
+        frame: bytes | None = None,
+    ) -> None:
         if self._pending.pop(pending.hub_id, None) is None:
             return
         if pending.timer is not None:
@@ -315,7 +356,9 @@ class Router:
         elif outcome not in _NOT_ERRORS:
             runtime.errors += 1
         self._observer.request_finished(runtime, outcome, elapsed)
-        self._deliver(pending, obj)
+        if outcome == "superseded" and pending.stream_id is not None:
+            self.streams.dropped(runtime.name, pending.stream_id)
+        self._deliver(pending, obj, frame)
         self._kick(runtime)
 
     def _notify_result(self, name: str, obj: dict[str, Any], stream_id: str | None) -> None:
@@ -325,11 +368,11 @@ class Router:
             except Exception:
                 logger.exception("%s: result listener failed", name)
 
-    def _deliver(self, pending: Pending, obj: dict[str, Any]) -> None:
+    def _deliver(self, pending: Pending, obj: dict[str, Any], frame: bytes | None = None) -> None:
         if pending.on_message is not None:
             pending.on_message(obj)
         elif pending.session is not None:
-            pending.session.send(orjson.dumps(obj))
+            pending.session.send(frame if frame is not None else orjson.dumps(obj))
 
     def _cancel_on_backend(self, pending: Pending) -> None:
         link = pending.runtime.link

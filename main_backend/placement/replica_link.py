@@ -492,8 +492,8 @@ class _ReplicaEvents:
     def link_connected(self, name: str) -> None:
         self._owner.replica_connected(self._replica)
 
-    def link_frame(self, name: str, obj: dict[str, Any]) -> None:
-        self._owner.replica_frame(obj)
+    def link_frame(self, name: str, obj: dict[str, Any], raw: bytes | None = None) -> None:
+        self._owner.replica_frame(obj)  # the owner may add fields: its answers are re-encoded
 
     def link_pong(self, name: str, pong: protocol.Pong, rtt_s: float) -> None:
         self._owner.replica_pong(self._replica, pong, rtt_s)

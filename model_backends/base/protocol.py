@@ -52,6 +52,8 @@ class InferenceRequest(Message):
     priority: int = Field(default=PRIORITY_BATCH, ge=1, le=10)
     timeout: float | None = Field(default=None, gt=0, le=3600)
     stream: bool = False
+    #: When the client captured the frame (seconds since the epoch); the answer carries it back.
+    captured_at: float | None = Field(default=None, ge=0)
 
 
 class InferenceResponse(Message):
@@ -350,6 +352,7 @@ class RequestHeader(NamedTuple):
     priority: int
     stream_id: str | None
     timeout: float | None
+    captured_at: float | None = None
 
 
 def fast_request_header(obj: dict[str, Any]) -> RequestHeader | None:
@@ -364,6 +367,7 @@ def fast_request_header(obj: dict[str, Any]) -> RequestHeader | None:
     priority = obj.get("priority", PRIORITY_BATCH)
     stream_id = obj.get("stream_id")
     timeout = obj.get("timeout")
+    captured_at = obj.get("captured_at")
     ok = (
         type(rid) is str
         and 0 < len(rid) <= 256
@@ -375,10 +379,27 @@ def fast_request_header(obj: dict[str, Any]) -> RequestHeader | None:
         and (stream_id is None or (type(stream_id) is str and len(stream_id) <= 256))
         and (timeout is None or (type(timeout) in (int, float) and 0 < timeout <= 3600))
         and type(obj.get("stream", False)) is bool
+        and (captured_at is None or (type(captured_at) in (int, float) and captured_at >= 0))
     )
     if not ok:
         return None
-    return RequestHeader(rid, model, models, priority, stream_id, timeout)  # type: ignore[arg-type]
+    return RequestHeader(rid, model, models, priority, stream_id, timeout, captured_at)  # type: ignore[arg-type]
+
+
+def splice_answer(raw: bytes, hub_id: str, fields: bytes) -> bytes | None:
+    """``raw`` (an answer as the backend base encodes it, ``{"type":"...","request_id":"<hub_id>",...``)
+    with its ``request_id`` pair replaced by ``fields`` (encoded ``"key":value`` pairs), the rest
+    of the bytes untouched: the payload is never decoded into objects and encoded again.
+
+    Returns None when ``raw`` does not start that way (the caller then re-encodes).
+    """
+    if not raw.startswith(b'{"type":"'):
+        return None
+    type_end = raw.find(b'"', 9)
+    marker = b',"request_id":"' + hub_id.encode() + b'"'
+    if type_end < 0 or raw[type_end + 1 : type_end + 1 + len(marker)] != marker:
+        return None
+    return b"".join((raw[: type_end + 1], b",", fields, raw[type_end + 1 + len(marker) :]))
 
 
 _EMPTY: dict[str, Any] = {}

@@ -6,6 +6,7 @@ import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from model_backends.base import protocol
 from model_backends.base.errors import ErrorCode, ProtocolError
@@ -111,3 +112,33 @@ def test_the_hot_path_header_check_never_accepts_what_the_model_refuses(obj: dic
         header.stream_id,
         header.model,
     )
+
+
+def test_an_answer_is_spliced_not_re_encoded() -> None:
+    raw = b'{"type":"inference_response","request_id":"h1f","data":{"ear":0.250,"pts":[[1.50,2e0]]},"done":true}'
+    spliced = protocol.splice_answer(raw, "h1f", b'"request_id":"mine","model":"fatigue"')
+    assert spliced == (
+        b'{"type":"inference_response","request_id":"mine","model":"fatigue",'
+        b'"data":{"ear":0.250,"pts":[[1.50,2e0]]},"done":true}'  # the payload's own bytes (orjson writes 0.25)
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"request_id":"h1f","type":"inference_response"}',  # another key order
+        b'{"type":"inference_response","request_id":"h2","data":{}}',  # another request
+        b'{"type":"a\\"b","request_id":"h1f"}',  # an escaped quote in the type
+        b'{"type": "inference_response", "request_id": "h1f"}',  # spaces
+    ],
+)
+def test_an_answer_in_another_shape_is_left_to_the_caller(raw: bytes) -> None:
+    assert protocol.splice_answer(raw, "h1f", b'"request_id":"x"') is None
+
+
+def test_captured_at_is_a_checked_header_field() -> None:
+    base = {"type": "inference_request", "request_id": "r", "model": "m", "data": {}}
+    assert protocol.fast_request_header({**base, "captured_at": 1764600000.25}).captured_at == 1764600000.25  # type: ignore[union-attr]
+    assert protocol.fast_request_header({**base, "captured_at": "now"}) is None
+    with pytest.raises(ValidationError, match="captured_at"):
+        protocol.InferenceRequest.model_validate({**base, "captured_at": -1})
