@@ -211,8 +211,8 @@ class Config(_Strict):
         """A backend that does not say ``managed`` takes its file's format's default."""
         for name, backend in self.model_backends.items():
             if backend.managed is None:
+                extra = sorted(backend.model_fields_set - LEGACY_KEYS - {"name", "managed"})
                 backend.managed = self.version >= HUB_FORMAT
-                extra = sorted(backend.model_fields_set - LEGACY_KEYS - {"name"})
                 if self.version == ORIGINAL_FORMAT and extra:
                     logger.warning(
                         "model_backends.%s sets %s, but the file has no `version: 2`: it is read in the original "

@@ -67,3 +67,8 @@ def test_a_file_without_version_is_the_original_format_whatever_keys_its_entries
 def test_an_unknown_version_is_refused_naming_the_key() -> None:
     with pytest.raises(ConfigError, match="version"):
         parse_config({"version": 3, "model_backends": {}})
+
+
+def test_a_file_in_the_original_format_loads_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    parse_config({"model_backends": {"a": {"host": "127.0.0.1", "port": 9001, "enabled": True}}})
+    assert caplog.text == ""
