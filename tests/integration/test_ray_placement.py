@@ -341,3 +341,17 @@ def test_a_ray_address_where_nothing_answers_marks_the_backend_failed_with_the_r
         backend = echo_snapshot(hub)
         assert "cannot join the Ray cluster" in backend["last_error"]
         assert "nothing answers there" in backend["last_error"]
+
+
+def test_without_an_address_the_hub_starts_a_local_cluster_and_stops_it_with_itself(tmp_path: Path) -> None:
+    import psutil
+
+    entry = echo_backend_config(placement="ray", replicas=1, num_cpus=0.5)
+    del entry["port"]
+    with hub_process({"model_backends": {"echo": entry}}, tmp_path, wait_ready=["echo"], timeout=240) as hub:
+        wait_replicas_ready(hub, 1)
+        assert echo_snapshot(hub)["replicas"]["ray_address"] == "local"
+        started = psutil.Process(hub.pid).children(recursive=True)
+        assert any("raylet" in " ".join(p.cmdline()) for p in started)  # the cluster is the hub's own
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, [p.cmdline()[:2] for p in alive]
