@@ -30,6 +30,23 @@ class ModelEvent:
     reason: str = ""
 
 
+#: after a failed load, the next attempt waits this long, doubling per failure up to the maximum
+LOAD_RETRY_FIRST_S = 10.0
+LOAD_RETRY_MAX_S = 300.0
+
+
+@dataclass
+class LoadFailure:
+    """The last failed model load: why, how many in a row, and when another may start (monotonic)."""
+
+    reason: str
+    attempts: int
+    retry_at: float
+
+    def retry_in(self, now: float) -> float:
+        return max(0.0, self.retry_at - now)
+
+
 @dataclass
 class BackendRuntime:
     config: BackendConfig
@@ -51,6 +68,7 @@ class BackendRuntime:
     #: Requests answered with a result (not superseded, cancelled or failed): what throughput counts.
     answered: int = 0
     errors: int = 0
+    load_failure: LoadFailure | None = None
     #: Held by each start, stop, restart, load and unload of this backend: one at a time.
     actions: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -61,6 +79,14 @@ class BackendRuntime:
     @property
     def serving(self) -> bool:
         return self.state.state in SERVING and self.link is not None and self.link.connected
+
+    def note_load_failure(self, reason: str, now: float) -> LoadFailure:
+        """Record a failed load; requests fail fast (no reload storm) until ``retry_at``."""
+        attempts = (self.load_failure.attempts if self.load_failure else 0) + 1
+        delay = min(LOAD_RETRY_MAX_S, LOAD_RETRY_FIRST_S * 2 ** (attempts - 1))
+        self.load_failure = LoadFailure(reason, attempts, now + delay)
+        self.last_error = reason
+        return self.load_failure
 
     def record_model_event(self, event: ModelEvent) -> None:
         self.model_events.append(event)
@@ -90,6 +116,13 @@ class BackendRuntime:
             "errors": self.errors,
             "restarts": self.restarts,
             "last_error": self.last_error,
+            "load_failure": None
+            if self.load_failure is None
+            else {
+                "reason": self.load_failure.reason,
+                "attempts": self.load_failure.attempts,
+                "retry_in_s": round(self.load_failure.retry_in(time.monotonic()), 1),
+            },
             "model_loaded": self.model_loaded,
             "model": pong.model if pong else None,
             "memory": {

@@ -288,7 +288,8 @@ class Hub:
         rt.scheduler.stream_in_flight = max(1, pong.max_concurrency * pong.max_batch_size)
         if rt.pid is None or not (self.supervise and rt.config.is_managed):
             rt.pid = pong.pid
-        rt.state.fire(Event.PING_OK)
+        if rt.load_failure is None:  # a backend whose model failed to load stays degraded
+            rt.state.fire(Event.PING_OK)
 
     def link_ping_failed(self, name: str, consecutive: int) -> None:
         rt = self.runtimes[name]

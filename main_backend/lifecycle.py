@@ -36,7 +36,15 @@ LOADING_NOTICE_AFTER_S = 0.25
 class WaitingRequests(Protocol):
     """What the lifecycle needs of the request table: tell, fail and release waiting requests."""
 
-    def fail_backend(self, name: str, message: str, code: ErrorCode = ErrorCode.BACKEND_UNAVAILABLE) -> int: ...
+    def fail_backend(
+        self,
+        name: str,
+        message: str,
+        code: ErrorCode = ErrorCode.BACKEND_UNAVAILABLE,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ) -> int: ...
     async def pump(self, runtime: BackendRuntime) -> None: ...
     def notify_waiting(self, runtime: BackendRuntime, message: dict[str, Any]) -> None: ...
 
@@ -100,6 +108,14 @@ class ModelLifecycle:
         rt.last_used = self._clock()
         if rt.model_loaded or self.loading(rt.name) or not rt.serving:
             return
+        failure = rt.load_failure
+        wait = failure.retry_in(time.monotonic()) if failure is not None else 0.0
+        if failure is not None and wait > 0:  # the load failed lately: answer at once, do not reload
+            message = f"{failure.reason} (the next load attempt may start in {wait:.0f} s)"
+            self._requests.fail_backend(
+                rt.name, message, ErrorCode.MODEL_LOAD_FAILED, retryable=False, retry_after=wait
+            )
+            return
         self._loads[rt.name] = asyncio.create_task(self._load_for_requests(rt), name=f"load-{rt.name}")
 
     # ------------------------------------------------------------------ loading
@@ -109,7 +125,9 @@ class ModelLifecycle:
             await self.load(rt, reason="first use")
         except HubError as exc:
             logger.error("%s: load failed: %s", rt.name, exc.message)
-            self._requests.fail_backend(rt.name, exc.message, exc.code)
+            self._requests.fail_backend(
+                rt.name, exc.message, exc.code, retryable=exc.retryable, retry_after=exc.retry_after
+            )
         except TimeoutError:
             self._requests.fail_backend(rt.name, f"loading {rt.name!r} timed out", ErrorCode.TIMEOUT)
         finally:
@@ -208,7 +226,14 @@ class ModelLifecycle:
         finally:
             rt.state.fire(Event.LOAD_DONE if action == "load" else Event.UNLOAD_DONE)
         if answer.get("type") == "error":
-            raise HubError(str(answer.get("error")), code=ErrorCode(answer.get("code", "internal")))
+            code, message = ErrorCode(answer.get("code", "internal")), str(answer.get("error"))
+            if action == "load" and code is ErrorCode.MODEL_LOAD_FAILED:
+                failure = rt.note_load_failure(message, time.monotonic())
+                rt.state.fire(Event.LOAD_FAILED)
+                raise HubError(message, code=code, retry_after=failure.retry_in(time.monotonic()))
+            raise HubError(message, code=code)
+        if action == "load":
+            rt.load_failure = None
         state = protocol.ModelState.model_validate(answer)
         self._note_model_state(rt, state, reason)
         return state.model_dump(mode="json", exclude_none=True)

@@ -285,9 +285,19 @@ class Router:
         self._finish(pending, obj, outcome, frame=frame)
 
     def fail_backend(
-        self, name: str, message: str, code: ErrorCode = ErrorCode.BACKEND_UNAVAILABLE, *, retryable: bool = True
+        self,
+        name: str,
+        message: str,
+        code: ErrorCode = ErrorCode.BACKEND_UNAVAILABLE,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
     ) -> int:
-        """Answer every request queued for or in flight to ``name`` with an error, now."""
+        """Answer every request queued for or in flight to ``name`` with an error, now.
+
+        ``retry_after`` defaults to 1 s for a retryable error and none otherwise.
+        """
+        wait = retry_after if retry_after is not None else (1.0 if retryable else None)
         runtime = self.runtimes[name]
         jobs = runtime.scheduler.drain()
         for job in jobs:
@@ -300,7 +310,7 @@ class Router:
                         message,
                         code,
                         model=name,
-                        retry_after=1.0 if retryable else None,
+                        retry_after=wait,
                         retryable=None if retryable else False,
                     ).model_dump(exclude_none=True),
                     code.value,

@@ -36,6 +36,7 @@ class Event(str, Enum):
     STOP = "stop"
     STOPPED = "stopped"
     GIVE_UP = "give_up"
+    LOAD_FAILED = "load_failed"
 
 
 S, E = BackendState, Event
@@ -51,6 +52,9 @@ TRANSITIONS: dict[tuple[BackendState, Event], BackendState] = {
     (S.STOPPING, E.EXITED): S.STOPPED,
     (S.READY, E.LOAD_STARTED): S.LOADING,
     (S.LOADING, E.LOAD_DONE): S.READY,
+    # A model that failed to load leaves the backend degraded (the reason in last_error) until a load works.
+    **{(s, E.LOAD_FAILED): S.DEGRADED for s in (S.READY, S.LOADING)},
+    (S.DEGRADED, E.LOAD_STARTED): S.LOADING,
     (S.READY, E.UNLOAD_STARTED): S.UNLOADING,
     (S.UNLOADING, E.UNLOAD_DONE): S.READY,
     **{(s, E.STOP): S.STOPPING for s in (*_LIVE, S.STARTING, S.DOWN, S.FAILED)},

@@ -11,7 +11,7 @@ from main_backend.auth import AuthPolicy
 from main_backend.gateway.chat.serving import ChatServing, parse_body
 from main_backend.gateway.external import ExternalProxy
 from main_backend.gateway.models.serving import ModelCatalog
-from main_backend.gateway.openai_errors import GatewayError, invalid_request, unauthorized
+from main_backend.gateway.openai_errors import GatewayError, invalid_request, unauthorized, unknown_url
 from main_backend.hub import Hub
 from model_backends.base.errors import HubError
 from model_backends.base.protocol import PRIORITY_BATCH
@@ -25,7 +25,9 @@ def mount(app: web.Application, hub: Hub, auth: AuthPolicy) -> None:
     """Add ``GET /v1/models`` and ``POST /v1/chat/completions`` to the hub's app."""
     routes = GatewayRoutes(hub, auth)
     app.router.add_get("/v1/models", routes.guard(routes.list_models))
+    app.router.add_get("/v1/models/{model:.+}", routes.guard(routes.retrieve_model))
     app.router.add_post("/v1/chat/completions", routes.guard(routes.chat_completions))
+    app.router.add_route("*", "/v1/{tail:.*}", routes.guard(routes.unknown))
     app.on_cleanup.append(routes.close)
     for name, provider in hub.providers.items():
         if provider.replaces and provider.replaces not in hub.runtimes:
@@ -63,6 +65,13 @@ class GatewayRoutes:
 
     async def list_models(self, request: web.Request) -> web.Response:
         return web.json_response(self._catalog.model_list().model_dump(mode="json"))
+
+    async def retrieve_model(self, request: web.Request) -> web.Response:
+        card = self._catalog.card(request.match_info["model"])
+        return web.json_response(card.model_dump(mode="json"))
+
+    async def unknown(self, request: web.Request) -> web.Response:
+        raise unknown_url(request.method, request.path)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         priority = _priority(request)

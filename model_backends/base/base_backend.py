@@ -463,7 +463,9 @@ class BaseModelBackend(ABC):
             await asyncio.to_thread(self.initialize_model)
         except Exception as exc:
             logger.exception("%s: model failed to load", self.name)
-            raise HubError(f"model failed to load: {type(exc).__name__}: {exc}") from exc
+            raise HubError(
+                f"model failed to load: {type(exc).__name__}: {exc}", code=ErrorCode.MODEL_LOAD_FAILED
+            ) from exc
         finally:
             self._state = "healthy"
         self.model_loaded = True

@@ -24,6 +24,10 @@ class ErrorCode(str, Enum):
     FORBIDDEN = "forbidden"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL = "internal"
+    #: the prompt (plus the requested completion) does not fit the model's context window
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+    #: the backend could not load its model (a missing folder, a broken file); retrying will not help
+    MODEL_LOAD_FAILED = "model_load_failed"
 
 
 #: HTTP status for each code, used by the hub's HTTP surface and the OpenAI gateway.
@@ -44,6 +48,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.SHUTTING_DOWN: 503,
     ErrorCode.INTERNAL: 500,
+    ErrorCode.CONTEXT_LENGTH_EXCEEDED: 400,
+    ErrorCode.MODEL_LOAD_FAILED: 503,
 }
 
 #: Codes after which the same request may succeed if sent again later.

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # torch and transformers are imported at load, so the process
     from vlm_engine.generation import ChatGenerator
     from vlm_engine.model_loader import LoadedModel
     from vlm_engine.prompt_prep import PromptPreparer
+    from vlm_engine.request_controls import RequestPreparer
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class VLMBackend(BaseModelBackend):
         self._loaded: LoadedModel | None = None
         self._engine: ContinuousEngine | None = None
         self._preparer: PromptPreparer | None = None
+        self._requests: RequestPreparer | None = None
         self._generator: ChatGenerator | None = None
 
     def initialize_model(self) -> None:
@@ -77,6 +79,10 @@ class VLMBackend(BaseModelBackend):
         self._engine = ContinuousEngine(self._loaded, config)
         self._engine.load(progress=lambda note: logger.info("vlm: %s", note))
         self._preparer = PromptPreparer(self._loaded)
+        from vlm_engine.request_controls import RequestPreparer
+
+        # tools in the prompt, grammars and the other RowControls, and the context check
+        self._requests = RequestPreparer(self._loaded, window=config.max_len - 1)
 
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
         ctx = current_request()
@@ -85,8 +91,8 @@ class VLMBackend(BaseModelBackend):
             with generator.arriving():
                 old_style = parse_chat_request(data)
             return generator.generate(old_style, ctx)
-        engine, preparer, loaded = self._engine, self._preparer, self._loaded
-        if engine is None or preparer is None or loaded is None:
+        engine, preparer, loaded, requests = self._engine, self._preparer, self._loaded, self._requests
+        if engine is None or preparer is None or loaded is None or requests is None:
             raise RuntimeError("the model is not loaded")
         with engine.arriving():
             started = time.perf_counter()
@@ -96,17 +102,23 @@ class VLMBackend(BaseModelBackend):
                 from model_backends.base.errors import BadRequestError
 
                 raise BadRequestError(f"model {loaded.name!r} is text-only; it does not accept images")
+            requests.prepare(request)
             prompt = preparer.prepare(request)
             handle = engine.submit(request, prompt, (lambda: ctx.cancelled) if ctx is not None else (lambda: False))
         streaming = ctx is not None and (request.stream or ctx.stream)
+        from vlm_engine.request_controls import AnswerShaper
+
+        shaper = AnswerShaper(request, ctx.emit_partial if streaming and ctx is not None else None)
         try:
             for chunk in handle.stream(STALL_TIMEOUT_S):
-                if streaming and ctx is not None:
-                    ctx.emit_partial(chunk)
+                if streaming:
+                    shaper.on_chunk(chunk)  # content or tool-call deltas, with the chunk's logprobs
         except BaseException:
             engine.cancel(handle)
             raise
         result = handle.result()
+        shaper.on_end()
+        result.update(shaper.final(result["text"], result["finish_reason"]))
         result["stages_ms"] = {
             "parse": round(parse_ms, 3),
             "preprocess": round(prompt.preprocess_ms, 3),

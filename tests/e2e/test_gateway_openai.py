@@ -52,7 +52,7 @@ def connect() -> Iterator[Connect]:
     made: list[openai.OpenAI] = []
 
     def make(hub: RunningProcess, api_key: str = API_KEY, **kwargs: Any) -> openai.OpenAI:
-        made.append(openai.OpenAI(base_url=f"{hub.http}/v1", api_key=api_key, max_retries=0, **kwargs))
+        made.append(openai.OpenAI(base_url=f"{hub.http}/v1", api_key=api_key, **{"max_retries": 0, **kwargs}))
         return made[-1]
 
     yield make
@@ -189,6 +189,88 @@ def test_unreachable_external_provider_is_502(connect: Connect, gateway_hub: Run
         connect(gateway_hub).chat.completions.create(model="nowhere", messages=user("hi"))
     assert caught.value.status_code == 502
     assert caught.value.code == "external_provider_unavailable"
+
+
+def test_models_retrieve_and_unknown_paths_answer_in_openais_shape(
+    connect: Connect, gateway_hub: RunningProcess
+) -> None:
+    gw = connect(gateway_hub)
+    model = gw.models.retrieve("chat")
+    assert (model.id, model.object, model.owned_by) == ("chat", "model", "hub")
+    with pytest.raises(openai.NotFoundError) as caught:
+        gw.models.retrieve("no-such-model")
+    assert caught.value.code == "model_not_found"
+    for method, path in (("POST", "/v1/completions"), ("GET", "/v1/chat/completions"), ("POST", "/v1/embeddings")):
+        req = urllib.request.Request(
+            f"{gateway_hub.http}{path}",
+            data=b"{}" if method == "POST" else None,
+            method=method,
+            headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as http_error:
+            urllib.request.urlopen(req, timeout=10)
+        body = json.loads(http_error.value.read())
+        assert http_error.value.code == 404
+        assert body["error"]["code"] == "unknown_url"
+        assert body["error"]["type"] == "invalid_request_error"
+        assert f"{method} {path}" in body["error"]["message"]
+
+
+def test_developer_and_tool_messages_are_accepted_and_unsupported_fields_refused(
+    connect: Connect, gateway_hub: RunningProcess
+) -> None:
+    gw = connect(gateway_hub)
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages: list[Any] = [
+        {"role": "developer", "content": "be brief"},
+        *user("alpha beta"),
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "done"},
+        *user("gamma"),
+    ]
+    assert gw.chat.completions.create(model="chat", messages=messages).choices[0].message.content == "gamma"
+    # The chat test backend implements no tools: it says so by name instead of ignoring them.
+    with pytest.raises(openai.BadRequestError) as caught:
+        gw.chat.completions.create(model="chat", messages=user("x"), response_format={"type": "json_object"})
+    assert caught.value.body["param"] == "response_format"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError) as caught:
+        gw.chat.completions.create(model="chat", messages=user("x"), extra_body={"best_of": 3})
+    assert caught.value.body["param"] == "best_of"  # type: ignore[index]
+    assert "Unrecognized request argument" in caught.value.message
+
+
+def test_n_choices_are_separate_backend_requests(connect: Connect, gateway_hub: RunningProcess) -> None:
+    answer = connect(gateway_hub).chat.completions.create(model="chat", messages=user("one two"), n=3)
+    assert [(c.index, c.message.content) for c in answer.choices] == [(0, "one two"), (1, "one two"), (2, "one two")]
+    assert answer.usage is not None and answer.usage.completion_tokens == 6
+
+
+def test_a_model_that_fails_to_load_is_a_503_the_sdk_does_not_retry(connect: Connect, tmp_path: Path) -> None:
+    config = {"model_backends": {"broken": chat_backend_config(env={"CHAT_LOAD_FAIL": "no weights in /models/x"})}}
+    with hub_process(config, tmp_path, env={"HUB_API_KEY": API_KEY}) as hub:
+        wait_ready(hub, ["broken"])
+        retrying = connect(hub, max_retries=3)
+        started = time.perf_counter()
+        with pytest.raises(openai.InternalServerError) as caught:
+            retrying.chat.completions.create(model="broken", messages=user("hi"))
+        assert time.perf_counter() - started < 5.0  # no retries with back-off
+        assert (caught.value.status_code, caught.value.code) == (503, "model_load_failed")
+        assert "no weights in /models/x" in caught.value.message
+        assert caught.value.response.headers["x-should-retry"] == "false"
+        assert int(caught.value.response.headers["Retry-After"]) > 0
+        broken = backend(hub, "broken")
+        assert broken["requests"] == 1  # the SDK sent it once
+        assert broken["state"] == "degraded"
+        assert "no weights in /models/x" in broken["last_error"]
+        assert broken["load_failure"]["attempts"] == 1
+        # More requests fail at once without another load (no reload storm), and stay degraded.
+        for _ in range(3):
+            with pytest.raises(openai.InternalServerError) as again:
+                retrying.chat.completions.create(model="broken", messages=user("hi"))
+            assert again.value.code == "model_load_failed"
+        time.sleep(1.5)  # a few pings later
+        broken = backend(hub, "broken")
+        assert (broken["load_failure"]["attempts"], broken["loads"], broken["state"]) == (1, 0, "degraded")
 
 
 # ---------------------------------------------------------------------- local completions
@@ -414,7 +496,7 @@ def test_the_real_vlm_backend_answers_through_the_gateway(connect: Connect, tiny
         {"type": "text", "text": "Describe the image."},
     ]
     messages: list[Any] = [{"role": "user", "content": content}]
-    whole = gw.chat.completions.create(model="vlm", messages=messages, max_tokens=6, seed=1)
+    whole = gw.chat.completions.create(model="vlm", messages=messages, max_tokens=6, seed=1, temperature=0)
     assert whole.model == "vlm"
     assert whole.choices[0].finish_reason in ("stop", "length")
     assert isinstance(whole.choices[0].message.content, str)
@@ -422,9 +504,59 @@ def test_the_real_vlm_backend_answers_through_the_gateway(connect: Connect, tiny
     assert 1 <= whole.usage.completion_tokens <= 6
     assert whole.usage.prompt_tokens > 4  # the image's tokens and the text's
 
-    chunks = list(gw.chat.completions.create(model="vlm", messages=messages, max_tokens=6, seed=1, stream=True))
+    chunks = list(
+        gw.chat.completions.create(model="vlm", messages=messages, max_tokens=6, seed=1, temperature=0, stream=True)
+    )
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == whole.choices[0].message.content  # greedy decoding: the same text either way
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason
     assert len({c.id for c in chunks}) == 1
+
+
+@pytest.mark.slow
+def test_the_tiny_vlm_answers_an_image_question_in_the_asked_json_schema(
+    connect: Connect, tiny_vlm_hub: RunningProcess
+) -> None:
+    """Random weights would write noise; the grammar makes the answer valid JSON of the schema anyway."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "color": {"enum": ["grey", "red", "blue"]},
+            "objects": {"type": "integer", "minimum": 0, "maximum": 9},
+        },
+        "required": ["color", "objects"],
+        "additionalProperties": False,
+    }
+    content = [
+        {"type": "image_url", "image_url": {"url": png_data_url(32, 32)}},
+        {"type": "text", "text": "Describe the image."},
+    ]
+    gw = connect(tiny_vlm_hub, api_key="unused", timeout=120)
+    for stream in (False, True):
+        response_format: Any = {
+            "type": "json_schema",
+            "json_schema": {"name": "scene", "schema": schema, "strict": True},
+        }
+        if stream:
+            chunks = gw.chat.completions.create(
+                model="vlm",
+                messages=[{"role": "user", "content": content}],
+                max_tokens=40,
+                stream=True,
+                response_format=response_format,
+            )
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        else:
+            answer = gw.chat.completions.create(
+                model="vlm",
+                messages=[{"role": "user", "content": content}],
+                max_tokens=40,
+                response_format=response_format,
+            )
+            assert answer.choices[0].finish_reason == "stop", answer.choices[0].message.content
+            assert answer.usage is not None and answer.usage.prompt_tokens > 4  # the image's tokens too
+            text = answer.choices[0].message.content or ""
+        value = json.loads(text)
+        assert set(value) == {"color", "objects"}
+        assert value["color"] in ("grey", "red", "blue") and 0 <= value["objects"] <= 9

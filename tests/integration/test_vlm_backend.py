@@ -239,5 +239,6 @@ async def test_a_missing_model_folder_gives_a_clear_error(vlm_venv: Path, tmp_pa
         err = await request(proc.url, chat("n1", "hi"), timeout=120)
 
     assert err["type"] == "error", err
+    assert err["code"] == "model_load_failed"
     assert "does not exist" in err["error"]
     assert str(missing) in err["error"]

@@ -8,8 +8,8 @@ A client that disconnects cancels its request on the backend.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import time
 from typing import Any
 
 import orjson
@@ -17,15 +17,18 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from main_backend.gateway.backend_call import BackendCall
-from main_backend.gateway.chat.conversion import ChunkStream, backend_data, completion_from
+from main_backend.gateway.chat.choice_stream import stream_choices
+from main_backend.gateway.chat.conversion import backend_data, completion_from_choices
 from main_backend.gateway.chat.protocol import ChatCompletionRequest, completion_id, dump
+from main_backend.gateway.chat.refused_fields import refuse_unsupported, unrecognized
 from main_backend.gateway.external import ExternalProxy
 from main_backend.gateway.models.serving import ExternalTarget, LocalTarget, ModelCatalog
 from main_backend.gateway.openai_errors import GatewayError, invalid_request
-from main_backend.gateway.sse import ClientGoneError, client_gone, open_event_stream, send_done, send_event
+from main_backend.gateway.sse import ClientGoneError, client_gone
 from main_backend.gateway.switching import ProviderSwitch
 from main_backend.routing import Router
 from model_backends.base.errors import ErrorCode
+from model_backends.base.protocol import PRIORITY_INTERACTIVE
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +51,15 @@ def parse_body(raw: bytes) -> dict[str, Any]:
 
 
 def validate_chat(body: dict[str, Any]) -> ChatCompletionRequest:
+    """The typed request, or a 400 naming the field: refused, unrecognized, or of the wrong type/range."""
+    refuse_unsupported(body)
     try:
         return ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:
         err = exc.errors()[0]
         param = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            raise unrecognized(param) from exc
         raise invalid_request(f"invalid request: {param}: {err['msg']}", param=param) from exc
 
 
@@ -74,37 +81,64 @@ class ChatServing:
             await self._switch.use_external(target.name, target.provider.replaces)
             return await self._proxy.relay(request, target.name, target.provider, body)
         chat = validate_chat(body)
+        if chat.user or chat.safety_identifier or chat.metadata:
+            logger.info(
+                "gateway: %s request from user=%s safety_identifier=%s metadata=%s",
+                target.name,
+                chat.user,
+                chat.safety_identifier,
+                chat.metadata,
+            )
         await self._switch.use_local(target.name)
-        return await self._local(request, chat, target, priority)
+        return await self._local(request, chat, target, _tier_priority(chat, priority))
 
     async def _local(
         self, request: web.Request, chat: ChatCompletionRequest, target: LocalTarget, priority: int
     ) -> web.StreamResponse:
         if not self._router.accepting:
             raise GatewayError.from_hub(ErrorCode.SHUTTING_DOWN, "the hub is shutting down")
-        call = BackendCall(self._router, target.runtime, completion_id())
+        cid = completion_id()
+        calls = [BackendCall(self._router, target.runtime, cid if i == 0 else f"{cid}-{i}") for i in range(chat.n)]
         try:
-            await call.submit(backend_data(chat), priority, stream=chat.stream)
-            first = await _next_answer(request, call)
-            if first.get("type") == "error":
-                raise GatewayError.from_hub(first.get("code", "internal"), str(first.get("error")))
+            for i, call in enumerate(calls):
+                await call.submit(backend_data(chat, i), priority, stream=chat.stream)
+            firsts = await asyncio.gather(*(_next_answer(request, call) for call in calls))
+            for first in firsts:
+                _raise_if_error(first)
             if not chat.stream:
-                while first.get("done") is False:  # a backend may stream even when not asked to
-                    first = await _next_answer(request, call)
-                    _raise_if_error(first)
-                completion = completion_from(first.get("data") or {}, target.name, call.request_id)
+                finals = await asyncio.gather(
+                    *(_final(request, call, first) for call, first in zip(calls, firsts, strict=True))
+                )
+                completion = completion_from_choices([a.get("data") or {} for a in finals], target.name, cid)
                 return web.json_response(dump(completion))
-            return await _stream(request, call, chat, target.name, first)
+            return await stream_choices(
+                request, calls, list(firsts), chat, target.name, lambda c: _next_answer(request, c)
+            )
         except ClientGoneError:
-            logger.info("%s: client of %s went away", target.name, call.request_id)
+            logger.info("%s: client of %s went away", target.name, cid)
             return web.Response(status=499)
         finally:
-            call.cancel()
+            for call in calls:
+                call.cancel()
+
+
+def _tier_priority(chat: ChatCompletionRequest, priority: int) -> int:
+    """``service_tier: "priority"`` is interactive priority; ``flex`` and the rest keep ``?priority``."""
+    return PRIORITY_INTERACTIVE if chat.service_tier == "priority" else priority
 
 
 def _raise_if_error(answer: dict[str, Any]) -> None:
     if answer.get("type") == "error":
-        raise GatewayError.from_hub(answer.get("code", "internal"), str(answer.get("error")))
+        raise GatewayError.from_answer(answer)
+
+
+async def _final(request: web.Request, call: BackendCall, first: dict[str, Any]) -> dict[str, Any]:
+    """The final answer, skipping partials (a backend may stream even when not asked to)."""
+    answer = first
+    while answer.get("done") is False:
+        answer = await _next_answer(request, call)
+        _raise_if_error(answer)
+    return answer
 
 
 async def _next_answer(request: web.Request, call: BackendCall) -> dict[str, Any]:
@@ -117,44 +151,3 @@ async def _next_answer(request: web.Request, call: BackendCall) -> dict[str, Any
             continue
         if answer.get("type") in ("inference_response", "error"):
             return answer
-
-
-async def _stream(
-    request: web.Request, call: BackendCall, chat: ChatCompletionRequest, model: str, first: dict[str, Any]
-) -> web.StreamResponse:
-    """Send the answers as chunks. Headers go out with the first answer, so early errors keep their status."""
-    response = await open_event_stream(request)
-    try:
-        await _send_chunks(request, response, call, chat, model, first)
-    except ClientGoneError:
-        logger.info("%s: client of streamed %s went away", model, call.request_id)
-    return response
-
-
-async def _send_chunks(
-    request: web.Request,
-    response: web.StreamResponse,
-    call: BackendCall,
-    chat: ChatCompletionRequest,
-    model: str,
-    first: dict[str, Any],
-) -> None:
-    chunks = ChunkStream(model=model, created=int(time.time()), id=call.request_id)
-    await send_event(response, chunks.role())
-    answer = first
-    while True:
-        if answer.get("type") == "error":
-            error = GatewayError.from_hub(answer.get("code", "internal"), str(answer.get("error")))
-            await send_event(response, error.body())
-            break
-        data = answer.get("data") or {}
-        if answer.get("done") is False:
-            delta = data.get("delta")
-            if isinstance(delta, str) and delta:
-                await send_event(response, chunks.content(delta))
-        else:
-            for chunk in chunks.finish(data, chat.include_usage):
-                await send_event(response, chunk)
-            break
-        answer = await _next_answer(request, call)
-    await send_done(response)

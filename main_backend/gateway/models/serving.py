@@ -53,8 +53,13 @@ class ModelCatalog:
         raise model_not_found(model, self.names())
 
     def model_list(self) -> ModelList:
-        cards = []
-        for name in self.names():
-            owner = "hub" if name in self._hub.runtimes else "external"
-            cards.append(ModelCard(id=name, created=self._created, owned_by=owner))
-        return ModelList(data=cards)
+        return ModelList(data=[self._card(name) for name in self.names()])
+
+    def card(self, model: str) -> ModelCard:
+        """One model (``GET /v1/models/{model}``); raises ``GatewayError`` (404 ``model_not_found``)."""
+        self.resolve(model)
+        return self._card(model)
+
+    def _card(self, name: str) -> ModelCard:
+        owner = "hub" if name in self._hub.runtimes else "external"
+        return ModelCard(id=name, created=self._created, owned_by=owner)

@@ -12,6 +12,7 @@ from transformers.generation.streamers import BaseStreamer
 from model_backends.base.context import RequestContext
 
 from .chat_request import ChatRequest
+from .sampling_controls import RowControlsProcessor, RowState
 from .token_sink import TokenSink
 
 
@@ -25,6 +26,8 @@ class Row:
     prompt_tokens: int = 0
     error: BaseException | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    #: content/tool-call deltas and logprobs of this row (request_controls.AnswerShaper)
+    shaper: Any = None
 
     @property
     def finished(self) -> bool:
@@ -43,6 +46,9 @@ class RowStreamer(BaseStreamer):
             self._prompt_seen = True
             return
         for row, token in zip(self.rows, value.reshape(len(self.rows), -1)[:, -1].tolist(), strict=True):
+            recorder = row.shaper.recorder if row.shaper is not None else None
+            if recorder is not None and not row.sink.done:
+                recorder.chose(token)
             row.sink.add(token)
 
     def end(self) -> None:
@@ -87,6 +93,12 @@ def generate_rows(
     processors = LogitsProcessorList()
     if any(row.request.ignore_eos for row in rows):
         processors.append(HoldEos(rows, prompt_len, eos_ids, str(inputs["input_ids"].device)))
+    if not all(row.request.controls.plain for row in rows):
+        states = [
+            RowState(row.request.controls, row.shaper.recorder if row.shaper else None, lambda r=row: r.finished)
+            for row in rows
+        ]
+        processors.append(RowControlsProcessor(states, prompt_len))
     model.generate(
         **inputs,
         **sampling,

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from model_backends.base.errors import BadRequestError
 
+from .decoding_request import DecodingRequest, parse_decoding_request
 from .image_parts import decode_image_part
 from .row_controls import RowControls
 
-ROLES = frozenset({"system", "user", "assistant"})
+#: ``developer`` (what current OpenAI SDKs send instead of ``system``) is read as ``system``.
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+#: Every key ``data`` may carry; any other key is refused by name, never ignored.
+KNOWN_FIELDS = frozenset(
+    {
+        "messages", "image", "max_tokens", "temperature", "top_p", "stop", "seed", "stream", "ignore_eos", "n",
+        "response_format", "tools", "tool_choice", "parallel_tool_calls", "logprobs", "top_logprobs",
+        "presence_penalty", "frequency_penalty", "logit_bias",
+    }
+)  # fmt: skip
 DEFAULT_MAX_TOKENS = 256
 MAX_TOKENS_LIMIT = 8192
 MAX_STOP_SEQUENCES = 8
@@ -31,12 +42,23 @@ class ChatRequest:
     stream: bool = False
     #: generate exactly max_tokens (vLLM's benchmarking extension); EOS is suppressed until then
     ignore_eos: bool = False
-    #: per-row decoding controls (grammar, bias, penalties, logprobs); every engine honours them
+    #: max_tokens came from the request (else the default, shortened to fit the context)
+    max_tokens_explicit: bool = False
+    #: output format, tools, logprobs, penalties and logit_bias as asked (validated, model-independent)
+    decoding: DecodingRequest = field(default_factory=DecodingRequest)
+    #: what the decoder does per step for this row (built with the loaded model, see request_controls)
     controls: RowControls = field(default_factory=RowControls)
+    #: ``tools=`` for a chat template that supports tools (else tools are rendered into the messages)
+    template_tools: list[dict[str, Any]] | None = None
 
 
 def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
     """Validate ``data`` and decode its images; raises BadRequestError naming the bad field."""
+    unknown = sorted(str(k) for k in data if k not in KNOWN_FIELDS)
+    if unknown:
+        raise BadRequestError(f"data.{unknown[0]} is not supported by this backend (unknown field(s): {unknown})")
+    if data.get("n") not in (None, 1):
+        raise BadRequestError("data.n must be 1: this backend makes one choice per request (the gateway fans n out)")
     raw_messages = data.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise BadRequestError("data.messages must be a non-empty list of {role, content} messages")
@@ -58,6 +80,8 @@ def parse_chat_request(data: dict[str, Any]) -> ChatRequest:
         seed=_seed(data.get("seed")),
         stream=bool(data.get("stream", False)),
         ignore_eos=bool(data.get("ignore_eos", False)),
+        max_tokens_explicit=data.get("max_tokens") is not None,
+        decoding=parse_decoding_request(data),
     )
 
 
@@ -68,15 +92,52 @@ def _message(index: int, raw: Any, images: list[Any]) -> dict[str, Any]:
     role = raw.get("role")
     if role not in ROLES:
         raise BadRequestError(f"{where}.role must be one of {sorted(ROLES)}, got {role!r}")
+    role = "system" if role == "developer" else role
     content = raw.get("content")
+    if content is None and isinstance(raw.get("refusal"), str):
+        content = raw["refusal"]  # an earlier refusal, sent back by SDKs: what the assistant said
+    name = raw.get("name")
+    if isinstance(name, str) and name and isinstance(content, str) and role == "user":
+        content = f"{name}: {content}"  # several participants: the model sees who speaks
+    extra = _tool_fields(where, role, raw)
+    if content is None and role == "assistant" and extra.get("tool_calls"):
+        return {"role": role, "content": [], **extra}
     if isinstance(content, str):
-        return {"role": role, "content": [{"type": "text", "text": content}]}
+        return {"role": role, "content": [{"type": "text", "text": content}], **extra}
     if not isinstance(content, list) or not content:
         raise BadRequestError(f"{where}.content must be a string or a non-empty list of parts")
     parts = [_part(f"{where}.content[{j}]", p, images) for j, p in enumerate(content)]
     if role != "user" and any(p["type"] == "image" for p in parts):
         raise BadRequestError(f"{where}: only user messages may carry images")
-    return {"role": role, "content": parts}
+    return {"role": role, "content": parts, **extra}
+
+
+def _tool_fields(where: str, role: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """``tool_calls`` of an assistant turn (arguments parsed to objects), ``tool_call_id`` of a tool result."""
+    if role == "tool":
+        call_id = raw.get("tool_call_id")
+        if not isinstance(call_id, str) or not call_id:
+            raise BadRequestError(f"{where}.tool_call_id must name the tool call this message answers")
+        return {"tool_call_id": call_id}
+    calls = raw.get("tool_calls")
+    if role != "assistant" or calls is None:
+        return {}
+    if not isinstance(calls, list):
+        raise BadRequestError(f"{where}.tool_calls must be a list")
+    return {"tool_calls": [_tool_call(f"{where}.tool_calls[{i}]", c) for i, c in enumerate(calls)]}
+
+
+def _tool_call(where: str, raw: Any) -> dict[str, Any]:
+    function = raw.get("function") if isinstance(raw, dict) else None
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise BadRequestError(f"{where} must be {{'id', 'type': 'function', 'function': {{name, arguments}}}}")
+    arguments = function.get("arguments", "{}")
+    try:
+        parsed = json.loads(arguments) if isinstance(arguments, str) else arguments
+    except ValueError as exc:
+        raise BadRequestError(f"{where}.function.arguments is not valid JSON: {exc}") from exc
+    call_id = raw.get("id") if isinstance(raw.get("id"), str) else ""
+    return {"id": call_id, "type": "function", "function": {"name": function["name"], "arguments": parsed}}
 
 
 def _part(where: str, part: Any, images: list[Any]) -> dict[str, Any]:

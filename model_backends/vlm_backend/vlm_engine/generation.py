@@ -20,6 +20,7 @@ from model_backends.base.errors import BadRequestError, ErrorCode, HubError
 from .batch_generation import Row, generate_rows
 from .chat_request import ChatRequest
 from .model_loader import LoadedModel
+from .request_controls import AnswerShaper, RequestPreparer, text_only
 from .token_sink import TokenSink
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class ChatGenerator:
         self.loaded = loaded
         self.max_batch_size = max(1, max_batch_size)
         self._eos_ids = _eos_ids(loaded)
+        self.preparer = RequestPreparer(loaded, self._eos_ids)
         self._jobs: queue.SimpleQueue[tuple[Row, Future[None]] | None] = queue.SimpleQueue()
         self._arriving = 0
         self._arriving_lock = threading.Lock()
@@ -66,12 +68,18 @@ class ChatGenerator:
     def generate(self, request: ChatRequest, ctx: RequestContext | None) -> dict[str, Any]:
         if request.images and not self.loaded.accepts_images:
             raise BadRequestError(f"model {self.loaded.name!r} is text-only; it does not accept images")
+        self.preparer.prepare(request)
         streaming = request.stream or (ctx is not None and ctx.stream)
-        on_delta = (lambda d: ctx.emit_partial({"delta": d})) if streaming and ctx is not None else None
+        emit = ctx.emit_partial if streaming and ctx is not None else None
+        shaper = AnswerShaper(request, emit, self._decode_token)
         sink = TokenSink(
-            self.loaded.tokenizer, request.stop, on_delta, eos_ids=self._eos_ids, max_tokens=request.max_tokens
+            self.loaded.tokenizer,
+            request.stop,
+            shaper.on_text if emit is not None else None,
+            eos_ids=self._eos_ids,
+            max_tokens=request.max_tokens,
         )
-        row = Row(request, ctx, sink)
+        row = Row(request, ctx, sink, shaper=shaper)
         done: Future[None] = Future()
         self._ensure_thread()
         self._jobs.put((row, done))
@@ -183,9 +191,9 @@ class ChatGenerator:
             row.error = HubError("the request was cancelled", code=ErrorCode.CANCELLED)
             return
         sink, completion = row.sink, len(row.sink.ids)
+        row.shaper.on_end()
         row.result = {
-            "text": sink.text,
-            "finish_reason": self._finish_reason(sink, row.request),
+            **row.shaper.final(sink.text, self._finish_reason(sink, row.request)),
             "usage": {
                 "prompt_tokens": row.prompt_tokens,
                 "completion_tokens": completion,
@@ -193,6 +201,9 @@ class ChatGenerator:
             },
             "model": self.loaded.name,
         }
+
+    def _decode_token(self, token: int) -> str:
+        return str(self.loaded.tokenizer.decode([token]))
 
     def _finish_reason(self, sink: TokenSink, request: ChatRequest) -> str:
         if sink.filter.stopped or (sink.ids and sink.ids[-1] in self._eos_ids):
@@ -212,7 +223,8 @@ class ChatGenerator:
         if loaded.accepts_images:
             processor = loaded.processor
             texts = [
-                processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False) for r in requests
+                processor.apply_chat_template(r.messages, add_generation_prompt=True, tokenize=False, **_tools(r))
+                for r in requests
             ]
             if len(requests) == 1:
                 images: Any = requests[0].images or None
@@ -220,14 +232,14 @@ class ChatGenerator:
                 images = [r.images for r in requests] if requests[0].images else None
             encoded = processor(text=texts, images=images, return_tensors="pt", padding=len(requests) > 1)
         else:
-            conversations = [_text_only(r.messages) for r in requests]
-            encoded = loaded.tokenizer.apply_chat_template(
-                conversations if len(requests) > 1 else conversations[0],
-                add_generation_prompt=True,
-                return_tensors="pt",
-                return_dict=True,
-                padding=len(requests) > 1,
-            )
+            tokenizer = loaded.tokenizer
+            texts = [
+                tokenizer.apply_chat_template(
+                    text_only(r.messages), add_generation_prompt=True, tokenize=False, **_tools(r)
+                )
+                for r in requests
+            ]
+            encoded = tokenizer(texts, return_tensors="pt", padding=len(requests) > 1, add_special_tokens=False)
         return {k: v.to(loaded.device) if hasattr(v, "to") else v for k, v in encoded.items()}
 
 
@@ -239,8 +251,8 @@ def _batch_key(request: ChatRequest) -> tuple[Any, ...] | None:
     return (bool(request.images), sampled, request.temperature if sampled else 0.0, request.top_p if sampled else 1.0)
 
 
-def _text_only(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{"role": m["role"], "content": "".join(p["text"] for p in m["content"])} for m in messages]
+def _tools(request: ChatRequest) -> dict[str, Any]:
+    return {"tools": request.template_tools} if request.template_tools else {}
 
 
 def _eos_ids(loaded: LoadedModel) -> set[int]:

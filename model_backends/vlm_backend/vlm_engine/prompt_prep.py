@@ -17,6 +17,7 @@ import torch
 
 from .chat_request import ChatRequest
 from .model_loader import LoadedModel
+from .request_controls import template_kwargs, text_only
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +72,17 @@ class PromptPreparer:
         with self._lock:
             if loaded.accepts_images:
                 processor = loaded.processor
-                text = processor.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=False)
+                text = processor.apply_chat_template(
+                    request.messages, add_generation_prompt=True, tokenize=False, **template_kwargs(request)
+                )
                 return processor(text=[text], images=request.images or None, return_tensors="pt", **image_kwargs)
             else:
-                messages = [_text_only(m) for m in request.messages]
                 return loaded.tokenizer.apply_chat_template(
-                    messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                    text_only(request.messages),
+                    add_generation_prompt=True,
+                    return_tensors="pt",
+                    return_dict=True,
+                    **template_kwargs(request),
                 )
 
 
@@ -109,7 +115,3 @@ def _images_on_gpu(loaded: LoadedModel) -> dict[str, Any]:
     loaded.processor.image_processor = fast
     logger.info("images are preprocessed on %s (%s)", loaded.device, type(fast).__name__)
     return {"device": loaded.device}
-
-
-def _text_only(message: dict[str, Any]) -> dict[str, str]:
-    return {"role": message["role"], "content": "".join(p["text"] for p in message["content"])}

@@ -4,7 +4,8 @@ Input is the VLM backend's: ``data.messages`` (OpenAI shape, images as ``image_u
 URLs), ``max_tokens`` (words), ``stop``, ``stream``. Output is ``{text, finish_reason, usage}``;
 streamed words go out as partials ``{"delta": ...}``. ``CHAT_WORD_DELAY`` (seconds, env) is the
 time per word, so tests can watch a stream arrive; a cancelled request stops between words.
-``CHAT_MODEL_MB`` makes a load hold that many megabytes, so an unload visibly frees memory.
+``CHAT_MODEL_MB`` makes a load hold that many megabytes, so an unload visibly frees memory;
+``CHAT_LOAD_FAIL`` makes every load fail with that message.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 from model_backends.base import BadRequestError, BaseModelBackend, current_request, run_backend
 
 DEFAULT_MAX_TOKENS = 64
+#: what this backend honours (sampling options are accepted: echoing is the same at any temperature)
+KNOWN_FIELDS = frozenset({"messages", "max_tokens", "stop", "stream", "temperature", "top_p", "seed"})
 
 
 class ChatBackend(BaseModelBackend):
@@ -33,12 +36,17 @@ class ChatBackend(BaseModelBackend):
 
     def initialize_model(self) -> None:
         time.sleep(float(os.environ.get("CHAT_LOAD_SECONDS", "0")))
+        if os.environ.get("CHAT_LOAD_FAIL"):
+            raise FileNotFoundError(os.environ["CHAT_LOAD_FAIL"])
         self.weights = b"\x01" * (int(os.environ.get("CHAT_MODEL_MB", "0")) * 1024 * 1024)
 
     def cleanup(self) -> None:
         self.weights = None
 
     def process_inference(self, data: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(data) - KNOWN_FIELDS)
+        if unknown:  # never ignore a field: a client must learn that it had no effect
+            raise BadRequestError(f"data.{unknown[0]} is not supported by the chat test backend")
         messages = data.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequestError("data.messages must be a non-empty list")
