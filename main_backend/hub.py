@@ -277,7 +277,8 @@ class Hub:
     def link_pong(self, name: str, pong: protocol.Pong, rtt_s: float) -> None:
         rt = self.runtimes[name]
         rt.pong = pong
-        rt.model_loaded = pong.model_loaded
+        if not rt.actions.locked():  # during a load/unload its answer, not a pong, says what is loaded
+            rt.model_loaded = pong.model_loaded
         # A batching backend needs a batch running and the next one filling.
         if pong.max_batch_size > 1:
             window = 2 * pong.max_batch_size * rt.config.max_concurrency

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from dataclasses import asdict
 from typing import Any
 
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 NAMESPACE = "hub"
 CONNECT_TIMEOUT_S = 120.0
+PROBE_TIMEOUT_S = 5.0
 
 
 class RayUnavailableError(RuntimeError):
@@ -53,6 +55,8 @@ class RayCluster:
                 "run `make setup` (it installs requirements-ray.txt) or pip install -r requirements-ray.txt"
             ) from exc
         address = None if self.address in (None, "", "local") else self.address
+        if address is not None:
+            _probe(address)
         self.started_local = address is None
         kwargs: dict[str, Any] = {
             "namespace": NAMESPACE,
@@ -114,6 +118,17 @@ class RayCluster:
         if self._ray is not None:
             await asyncio.wait_for(asyncio.to_thread(self._ray.shutdown), 30.0)
             self._ray = None
+
+
+def _probe(address: str) -> None:
+    """Fail fast when nothing listens at a ``HOST:PORT`` address (``ray.init`` would wait for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return  # "auto", ray:// client addresses: left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise RayUnavailableError(f"cannot join the Ray cluster at {address}: nothing answers there ({exc})") from exc
 
 
 def _spec_for_ray(spec: ReplicaSpec) -> ReplicaSpec:

@@ -363,14 +363,16 @@ class ReplicaSetLink:
         if first:
             self._listener.link_connected(self.name)
 
-    def replica_frame(self, obj: dict[str, Any]) -> None:
+    def replica_frame(self, obj: dict[str, Any], raw: bytes | None = None) -> None:
+        """An answer from a replica; its raw bytes go on unless a field was added to it."""
         hub_id = obj.get("request_id")
         if isinstance(hub_id, str):
             if hub_id in self._reset_ids:
                 obj["stream_reset"] = True
+                raw = None  # re-encoded with the notice
             if obj.get("type") == "error" or obj.get("done") is not False:
                 self._finished(hub_id, ok=obj.get("type") == "inference_response")
-        self._listener.link_frame(self.name, obj)
+        self._listener.link_frame(self.name, obj, raw)
 
     def replica_pong(self, replica: Replica, pong: protocol.Pong, rtt_s: float) -> None:
         replica.pong = pong
@@ -493,7 +495,7 @@ class _ReplicaEvents:
         self._owner.replica_connected(self._replica)
 
     def link_frame(self, name: str, obj: dict[str, Any], raw: bytes | None = None) -> None:
-        self._owner.replica_frame(obj)  # the owner may add fields: its answers are re-encoded
+        self._owner.replica_frame(obj, raw)
 
     def link_pong(self, name: str, pong: protocol.Pong, rtt_s: float) -> None:
         self._owner.replica_pong(self._replica, pong, rtt_s)

@@ -27,6 +27,7 @@ from tests.support.processes import (
     free_port,
     get_json,
     hub_process,
+    wait_backends_ready,
 )
 from tests.support.ray_cluster import ray_head
 from tests.support.wsclient import open_ws, recv_json, send_json
@@ -330,3 +331,27 @@ async def test_an_autoscaling_backend_grows_under_load_and_shrinks_when_idle(ray
             await asyncio.sleep(0.2)
         assert echo_snapshot(hub)["replicas"]["ready"] == 1
         assert echo_snapshot(hub)["replicas"]["desired"] == 1
+
+
+def test_a_ray_address_where_nothing_answers_marks_the_backend_failed_with_the_reason(tmp_path: Path) -> None:
+    entry = echo_backend_config(placement="ray", ray_address=f"127.0.0.1:{free_port()}")
+    del entry["port"]
+    with hub_process({"model_backends": {"echo": entry}}, tmp_path) as hub:
+        wait_backends_ready(hub, ["echo"], 120, state="failed")
+        backend = echo_snapshot(hub)
+        assert "cannot join the Ray cluster" in backend["last_error"]
+        assert "nothing answers there" in backend["last_error"]
+
+
+def test_without_an_address_the_hub_starts_a_local_cluster_and_stops_it_with_itself(tmp_path: Path) -> None:
+    import psutil
+
+    entry = echo_backend_config(placement="ray", replicas=1, num_cpus=0.5)
+    del entry["port"]
+    with hub_process({"model_backends": {"echo": entry}}, tmp_path, wait_ready=["echo"], timeout=240) as hub:
+        wait_replicas_ready(hub, 1)
+        assert echo_snapshot(hub)["replicas"]["ray_address"] == "local"
+        started = psutil.Process(hub.pid).children(recursive=True)
+        assert any("raylet" in " ".join(p.cmdline()) for p in started)  # the cluster is the hub's own
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, [p.cmdline()[:2] for p in alive]
