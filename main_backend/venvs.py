@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import subprocess
+import time
 import venv
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from main_backend.backend_env import backend_environment
 from main_backend.config import REPO_ROOT, BackendConfig
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,9 @@ NODEPS_REQUIREMENTS = "requirements-nodeps.txt"
 #: pip lines that mean one more requirement was resolved.
 _RESOLVED = ("Collecting ", "Requirement already satisfied", "Processing ", "Obtaining ")
 TAIL_LINES = 25
+#: A backend's one-time preparation (e.g. converting its default model), run by ``setup`` in the
+#: backend's venv after the install. It prints ``preparing: <what>`` when it starts real work.
+PREPARE_SCRIPT = "prepare.py"
 
 #: ``progress(fraction 0..1, phase)``: called as the install moves on.
 Progress = Callable[[float, str], None]
@@ -103,6 +109,31 @@ def setup_venv(backend: BackendConfig, *, force: bool = False, progress: Progres
     return True
 
 
+def prepare_backend(backend: BackendConfig, on_start: Callable[[str], None] | None = None) -> float | None:
+    """Run the backend's ``prepare.py`` (if any) in its venv; the seconds it worked, or None if nothing to do.
+
+    Skipped for a backend with its own ``model_path`` (the script prepares the default model).
+    ``on_start(what)`` is called when the script says it starts real work (``preparing: <what>``).
+    It runs with the environment the backend itself gets, so it prepares the cache the backend reads.
+    """
+    script = backend.folder / PREPARE_SCRIPT
+    if backend.model_path or not script.is_file() or not backend.python.exists():
+        return None
+    started = time.monotonic()
+    worked = False
+
+    def on_line(line: str) -> None:
+        nonlocal worked
+        if line.startswith("preparing:"):
+            worked = True
+            if on_start is not None:
+                on_start(line.partition(":")[2].strip())
+
+    env = backend_environment(os.environ, backend.env, inherit=backend.inherit_env)
+    _run([str(backend.python), PREPARE_SCRIPT], backend.name, backend.folder, on_line, env)
+    return time.monotonic() - started if worked else None
+
+
 def _phase(report: Progress, start: float, end: float, label: str, total: int) -> Callable[[str], None]:
     """A pip-line handler that moves ``report`` from ``start`` towards ``end`` as requirements resolve."""
     seen = 0
@@ -128,11 +159,17 @@ def _has_pip(python: Path) -> bool:
     return probe.returncode == 0
 
 
-def _run(cmd: list[str], name: str, cwd: Path | None, on_line: Callable[[str], None] | None) -> None:
-    logger.debug("%s: %s", name, " ".join(cmd[2:]))
+def _run(
+    cmd: list[str],
+    name: str,
+    cwd: Path | None,
+    on_line: Callable[[str], None] | None,
+    env: dict[str, str] | None = None,
+) -> None:
+    logger.debug("%s: %s", name, " ".join(cmd[1:]))
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     with subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace", env=env
     ) as proc:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -143,4 +180,6 @@ def _run(cmd: list[str], name: str, cwd: Path | None, on_line: Callable[[str], N
         code = proc.wait()
     if code != 0:
         said = "\n".join(f"    {line}" for line in tail if line.strip())
-        raise SetupFailed(f"{name}: {' '.join(cmd[2:5])} ... failed with exit code {code}; pip said:\n{said}")
+        pip = cmd[1:3] == ["-m", "pip"]
+        what, who = (" ".join(cmd[2:5]) + " ...", "pip") if pip else (" ".join(cmd[1:]), cmd[1])
+        raise SetupFailed(f"{name}: {what} failed with exit code {code}; {who} said:\n{said}")

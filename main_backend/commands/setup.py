@@ -1,20 +1,23 @@
 """``setup [NAME...]``: create or update backend venvs from their requirements.txt.
 
 One progress line per venv (a bar on a terminal), then a one-line summary; pip's own output
-is shown only when it fails (its last lines, in the error).
+is shown only when it fails (its last lines, in the error). A backend with a ``prepare.py``
+(the VLM: converting its default model once) runs it after the install, so the first request
+does not pay for it: ``vlm: preparing model (one-time conversion) ... done in N s``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from main_backend.backend_name import backend_name_arg
 from main_backend.cli_errors import CliError, ExitCode
-from main_backend.config import load_config
+from main_backend.config import BackendConfig, load_config
 from main_backend.launcher.inventory import check_names
 from main_backend.terminal import ProgressLine
-from main_backend.venvs import SetupFailed, setup_venv, venv_status
+from main_backend.venvs import SetupFailed, prepare_backend, setup_venv, venv_status
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -44,9 +47,34 @@ def run(args: argparse.Namespace) -> int:
             continue
         outcome = ("updated" if existed else "created") if changed else "up to date"
         line.done(outcome, "green" if changed else "dim")
+        try:
+            _prepare(backend)
+        except (SetupFailed, OSError) as exc:
+            outcomes["failed"].append(name)
+            errors.append(str(exc))
+            continue
         outcomes[outcome].append(name)
     parts = [f"{len(v)} {k}" for k, v in outcomes.items() if v]
     print(f"setup: {len(names)} venv(s): {', '.join(parts) or 'nothing to do'} in {time.monotonic() - started:.0f} s")
     if errors:
         raise CliError("\n".join(errors), ExitCode.FAILED)
     return 0
+
+
+def _prepare(backend: BackendConfig) -> None:
+    """The backend's one-time preparation, with a progress line when it has work to do."""
+
+    announced = False
+
+    def announce(what: str) -> None:
+        nonlocal announced
+        announced = True
+        print(f"{backend.name}: preparing {what} ...", end=" ", file=sys.stderr, flush=True)
+
+    try:
+        seconds = prepare_backend(backend, announce)
+    except (SetupFailed, OSError):
+        print("failed" if announced else f"{backend.name}: preparing failed", file=sys.stderr, flush=True)
+        raise
+    if seconds is not None:
+        print(f"done in {seconds:.0f} s", file=sys.stderr, flush=True)

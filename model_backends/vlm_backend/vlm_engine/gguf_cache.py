@@ -45,10 +45,16 @@ def cached_folder() -> Path:
     return cache_root() / f"smollm2-135m-instruct-q4_1-{metadata.version(GGUF_DIST)}"
 
 
+def is_prepared() -> bool:
+    """Whether the converted default model is already in the cache (cheap: no torch import)."""
+    return (cached_folder() / "config.json").is_file()
+
+
 def ensure_default_model() -> Path:
     """A safetensors folder of the default model, converting the GGUF the first time."""
     folder = cached_folder()
-    if (folder / "config.json").is_file():
+    if is_prepared():
+        logger.info("using the converted model cache at %s (no conversion)", folder)
         return folder
     gguf = default_gguf()
     logger.info("converting %s to a safetensors folder at %s (once)", gguf.name, folder)
@@ -80,3 +86,17 @@ def _convert(gguf: Path, out: Path) -> None:
     tokenizer.pad_token = "<|im_end|>"
     tokenizer.clean_up_tokenization_spaces = False
     tokenizer.save_pretrained(out)
+
+
+def prepare() -> int:
+    """``setup``'s step: convert the default model now so the first request does not wait for it.
+
+    Prints ``preparing: <what>`` before a conversion (``setup`` shows its progress line then)
+    and ``cached <folder>`` when there was nothing to do.
+    """
+    if is_prepared():
+        print(f"cached {cached_folder()}", flush=True)
+        return 0
+    print("preparing: model (one-time conversion)", flush=True)
+    print(f"converted {ensure_default_model()}", flush=True)
+    return 0
