@@ -7,6 +7,7 @@ by word, CHAT_WORD_DELAY seconds per word); the external provider is a second hu
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import struct
 import subprocess
@@ -271,6 +272,69 @@ def test_a_model_that_fails_to_load_is_a_503_the_sdk_does_not_retry(connect: Con
         time.sleep(1.5)  # a few pings later
         broken = backend(hub, "broken")
         assert (broken["load_failure"]["attempts"], broken["loads"], broken["state"]) == (1, 0, "degraded")
+
+
+LOAD_SECONDS = 2.5
+
+
+def raw_stream(hub: RunningProcess, model: str) -> tuple[int, list[tuple[float, bytes]]]:
+    """POST a streamed completion; its status and every SSE line with the second it arrived."""
+    body = json.dumps({"model": model, "messages": user("slow load done"), "stream": True}).encode()
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+    conn = http.client.HTTPConnection("127.0.0.1", hub.port, timeout=30)
+    started = time.perf_counter()
+    try:
+        conn.request("POST", "/v1/chat/completions", body, headers)
+        resp = conn.getresponse()
+        lines = [(time.perf_counter() - started, line.rstrip(b"\r\n")) for line in iter(resp.readline, b"")]
+        return resp.status, [(t, line) for t, line in lines if line]
+    finally:
+        conn.close()
+
+
+def test_a_stream_hears_loading_comments_while_the_model_loads(connect: Connect, tmp_path: Path) -> None:
+    """Headers and ``: loading`` comments come at once; the openai client skips them; a late error is an event."""
+    slow = {"CHAT_LOAD_SECONDS": str(LOAD_SECONDS)}
+    config = {
+        "model_backends": {
+            "slow": chat_backend_config(env=slow),
+            "slowbroken": chat_backend_config(env={**slow, "CHAT_LOAD_FAIL": "no weights in /models/y"}),
+        }
+    }
+    with hub_process(config, tmp_path, env={"HUB_API_KEY": API_KEY}) as hub:
+        wait_ready(hub, ["slow", "slowbroken"])
+        with ThreadPoolExecutor(2) as pool:  # both wait on the same load
+            raw = pool.submit(raw_stream, hub, "slow")
+            time.sleep(0.2)
+            streamed = connect(hub).chat.completions.create(model="slow", messages=user("slow load done"), stream=True)
+            text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+            status, lines = raw.result(timeout=30)
+        assert text == "slow load done"  # the official client parsed a stream that began with comments
+        assert status == 200
+        first_data = next(i for i, (_, line) in enumerate(lines) if line.startswith(b"data: "))
+        comments = [(t, line) for t, line in lines[:first_data] if line.startswith(b": loading slow: ")]
+        assert len(comments) >= 2, lines[:first_data]
+        assert comments[0][0] < 1.0  # heard within a second of asking, long before the model was up
+        assert lines[first_data][0] > LOAD_SECONDS - 0.5
+        chunks = [json.loads(line[6:]) for _, line in lines[first_data:] if line.startswith(b"data: {")]
+        assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == text
+        assert not any(line.startswith(b":") for _, line in lines[first_data:])  # no comment once it answers
+
+        with ThreadPoolExecutor(2) as pool:
+            raw = pool.submit(raw_stream, hub, "slowbroken")
+            time.sleep(0.2)
+            broken = connect(hub).chat.completions.create(model="slowbroken", messages=user("hi"), stream=True)
+            with pytest.raises(openai.APIError, match="no weights in /models/y") as caught:
+                list(broken)  # the openai client raises the error event of an open stream
+            status, lines = raw.result(timeout=30)
+        assert not isinstance(caught.value, openai.APIStatusError)  # an event in the stream, not an HTTP status
+        assert status == 200  # the headers went out while it loaded
+        assert lines[0][1].startswith(b": loading slowbroken: ")
+        events = [json.loads(line[6:]) for _, line in lines if line.startswith(b"data: {")]
+        assert len(events) == 1
+        assert events[0]["error"]["code"] == "model_load_failed"
+        assert "no weights in /models/y" in events[0]["error"]["message"]
+        assert lines[-1][1] == b"data: [DONE]"
 
 
 # ---------------------------------------------------------------------- local completions

@@ -32,9 +32,10 @@ async def stream_choices(
     chat: ChatCompletionRequest,
     model: str,
     next_answer: NextAnswer,
+    response: web.StreamResponse | None = None,
 ) -> web.StreamResponse:
-    """Send the choices' answers as chunks (headers go out now: the first answers were not errors)."""
-    response = await open_event_stream(request)
+    """Send the choices' answers as chunks (headers go out now, unless ``response`` is already open)."""
+    response = response or await open_event_stream(request)
     created = int(time.time())
     streams = [ChunkStream(model=model, created=created, id=calls[0].request_id, index=i) for i in range(len(calls))]
     for chunks in streams:

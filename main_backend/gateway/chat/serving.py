@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -19,18 +20,22 @@ from pydantic import ValidationError
 from main_backend.gateway.backend_call import BackendCall
 from main_backend.gateway.chat.choice_stream import stream_choices
 from main_backend.gateway.chat.conversion import backend_data, completion_from_choices
+from main_backend.gateway.chat.loading_comments import LoadingComments
 from main_backend.gateway.chat.protocol import ChatCompletionRequest, completion_id, dump
 from main_backend.gateway.chat.refused_fields import refuse_unsupported, unrecognized
 from main_backend.gateway.external import ExternalProxy
 from main_backend.gateway.models.serving import ExternalTarget, LocalTarget, ModelCatalog
 from main_backend.gateway.openai_errors import GatewayError, invalid_request
-from main_backend.gateway.sse import ClientGoneError, client_gone
+from main_backend.gateway.sse import ClientGoneError, client_gone, send_done, send_event
 from main_backend.gateway.switching import ProviderSwitch
 from main_backend.routing import Router
-from model_backends.base.errors import ErrorCode
+from model_backends.base.errors import ErrorCode, HubError
 from model_backends.base.protocol import PRIORITY_INTERACTIVE
 
 logger = logging.getLogger(__name__)
+
+#: What a streamed request does with a ``loading`` notice (``LoadingComments.on_notice``).
+OnNotice = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: How often a request waiting on a backend checks that its client is still connected.
 CLIENT_CHECK_S = 0.25
@@ -99,10 +104,12 @@ class ChatServing:
             raise GatewayError.from_hub(ErrorCode.SHUTTING_DOWN, "the hub is shutting down")
         cid = completion_id()
         calls = [BackendCall(self._router, target.runtime, cid if i == 0 else f"{cid}-{i}") for i in range(chat.n)]
+        comments = LoadingComments(request) if chat.stream else None
+        on_notice = comments.on_notice if comments is not None else None
         try:
             for i, call in enumerate(calls):
                 await call.submit(backend_data(chat, i), priority, stream=chat.stream)
-            firsts = await asyncio.gather(*(_next_answer(request, call) for call in calls))
+            firsts = await asyncio.gather(*(_next_answer(request, call, on_notice) for call in calls))
             for first in firsts:
                 _raise_if_error(first)
             if not chat.stream:
@@ -111,12 +118,19 @@ class ChatServing:
                 )
                 completion = completion_from_choices([a.get("data") or {} for a in finals], target.name, cid)
                 return web.json_response(dump(completion))
+            opened = comments.response if comments is not None else None
             return await stream_choices(
-                request, calls, list(firsts), chat, target.name, lambda c: _next_answer(request, c)
+                request, calls, list(firsts), chat, target.name, lambda c: _next_answer(request, c), opened
             )
         except ClientGoneError:
             logger.info("%s: client of %s went away", target.name, cid)
             return web.Response(status=499)
+        except (GatewayError, HubError) as exc:
+            if comments is None or comments.response is None:
+                raise
+            # the stream is open (status 200 went out while the model loaded): the error is an event
+            error = exc if isinstance(exc, GatewayError) else GatewayError.from_exception(exc)
+            return await _stream_error(comments.response, error)
         finally:
             for call in calls:
                 call.cancel()
@@ -141,8 +155,8 @@ async def _final(request: web.Request, call: BackendCall, first: dict[str, Any])
     return answer
 
 
-async def _next_answer(request: web.Request, call: BackendCall) -> dict[str, Any]:
-    """The next partial, final or error answer; ``loading`` notices and the like are skipped."""
+async def _next_answer(request: web.Request, call: BackendCall, on_notice: OnNotice | None = None) -> dict[str, Any]:
+    """The next partial, final or error answer; ``loading`` notices go to ``on_notice``, others are skipped."""
     while True:
         answer = await call.next_answer(CLIENT_CHECK_S)
         if answer is None:
@@ -151,3 +165,15 @@ async def _next_answer(request: web.Request, call: BackendCall) -> dict[str, Any
             continue
         if answer.get("type") in ("inference_response", "error"):
             return answer
+        if answer.get("type") == "loading" and on_notice is not None:
+            await on_notice(answer)
+
+
+async def _stream_error(response: web.StreamResponse, error: GatewayError) -> web.StreamResponse:
+    """An error after the headers went out: an event in OpenAI's error shape, then ``[DONE]``."""
+    try:
+        await send_event(response, error.body())
+        await send_done(response)
+    except ClientGoneError:
+        logger.info("gateway: client went away before it heard the error: %s", error.message)
+    return response
