@@ -144,7 +144,61 @@ function renderBackend(b, charts, result, now) {
     button.disabled = !enabled;
     button.title = enabled ? "" : "disabled in the config";
   }
+  renderReplicas(card, b);
   renderResult(card, result, now);
+}
+
+// A backend placed on Ray: how many of its replicas are ready, and one row per replica. A local
+// backend has no `replicas` in its snapshot, and its card keeps the section hidden.
+function renderReplicas(card, b) {
+  const box = card.querySelector('[data-f="replicas"]');
+  const replicas = b.placement === "ray" ? b.replicas : null;
+  box.hidden = !replicas;
+  if (!replicas) {
+    delete card.dataset.replicasReady;
+    return;
+  }
+  const items = replicas.items || [];
+  card.dataset.replicasReady = String(replicas.ready);
+  set(card, "replicas-count", `${replicas.ready} / ${items.length} ready`, replicas.ready < replicas.desired ? "bad" : "");
+  const replaced = replicas.replaced ? ` · ${replicas.replaced} replaced` : "";
+  set(card, "replicas-note", `(want ${replicas.desired}, ${replicas.min}–${replicas.max}${replaced})`);
+  card.querySelector('[data-f="replica-rows"]').replaceChildren(...items.map((r) => {
+    const li = document.createElement("li");
+    li.className = "replica";
+    li.dataset.replica = r.replica;
+    li.dataset.state = r.state;
+    li.dataset.connected = String(r.connected);
+    li.title = [
+      r.endpoint || "no endpoint yet",
+      r.pid ? `pid ${r.pid}` : "",
+      r.model_loaded === null ? "" : r.model_loaded ? "model loaded" : "model not loaded",
+      `${r.ok} ok, ${r.failed} failed`,
+      r.last_error ? `last error: ${r.last_error}` : "",
+    ].filter(Boolean).join(" · ");
+    const badge = document.createElement("span");
+    badge.className = "rstate";
+    badge.textContent = r.state;
+    const name = document.createElement("span");
+    name.className = "rname mono";
+    name.textContent = r.replica;
+    const figure = (label, value, field) => {
+      const el = document.createElement("span");
+      el.className = "rfig";
+      el.dataset.rf = field;
+      const b = document.createElement("b");
+      b.textContent = value;
+      el.append(`${label} `, b);
+      return el;
+    };
+    li.append(
+      badge, name,
+      figure("in flight", String(r.in_flight), "in_flight"),
+      figure("p50", ms(r.latency ? r.latency.p50_ms : null), "p50"),
+      figure("streams", String(r.streams), "streams"),
+    );
+    return li;
+  }));
 }
 
 function renderResult(card, result, now) {
