@@ -274,7 +274,7 @@ def test_a_model_that_fails_to_load_is_a_503_the_sdk_does_not_retry(connect: Con
         assert (broken["load_failure"]["attempts"], broken["loads"], broken["state"]) == (1, 0, "degraded")
 
 
-LOAD_SECONDS = 2.5
+LOAD_SECONDS = 3.0
 
 
 def raw_stream(hub: RunningProcess, model: str) -> tuple[int, list[tuple[float, bytes]]]:
@@ -314,7 +314,7 @@ def test_a_stream_hears_loading_comments_while_the_model_loads(connect: Connect,
         first_data = next(i for i, (_, line) in enumerate(lines) if line.startswith(b"data: "))
         comments = [(t, line) for t, line in lines[:first_data] if line.startswith(b": loading slow: ")]
         assert len(comments) >= 2, lines[:first_data]
-        assert comments[0][0] < 1.0  # heard within a second of asking, long before the model was up
+        assert comments[0][0] < lines[first_data][0] - 1.5  # heard long before the model was up
         assert lines[first_data][0] > LOAD_SECONDS - 0.5
         chunks = [json.loads(line[6:]) for _, line in lines[first_data:] if line.startswith(b"data: {")]
         assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]) == text

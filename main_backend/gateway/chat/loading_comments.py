@@ -2,7 +2,7 @@
 
 The hub sends every request waiting on a loading backend a ``loading`` notice about once a
 second (``lifecycle.py``). For ``stream: true`` the first notice opens the event stream (status
-200 and headers go out) and each notice, at most every ``EVERY_S``, becomes a comment line
+200 and headers go out) and every other notice (about every 2 s) becomes a comment line
 ``: loading vlm: 4.2 s`` that SSE clients (the official openai client among them) skip. A load
 faster than the first notice opens nothing, so errors known before it keep their HTTP status;
 an error after the stream opened goes out as an error event in OpenAI's shape.
@@ -19,8 +19,9 @@ from aiohttp import web
 
 from main_backend.gateway.sse import open_event_stream, write
 
-#: Seconds between two comments (notices arrive more often; the first one is sent at once).
-EVERY_S = 2.0
+#: Least seconds between two comments: with the hub's notice every second, every other notice
+#: (about every 2 s; the 0.5 s of slack absorbs the loop's jitter). The first one is sent at once.
+EVERY_S = 1.5
 
 
 class LoadingComments:
