@@ -8,25 +8,20 @@ is a 400 that names it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from main_backend.api_handlers import guarded, json_object_body
 from main_backend.auth import AuthPolicy
 from main_backend.capabilities.service import CapabilityService
 from main_backend.config import ExternalProvider
-from main_backend.http_api import error_response
 from main_backend.providers import ProviderRegistry
 from main_backend.statedb.database import StateDatabase
 from main_backend.statedb.store import StateStore
-from model_backends.base.errors import BadRequestError, ErrorCode, HubError
+from model_backends.base.errors import BadRequestError
 
 logger = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class CapabilityRoutes:
@@ -42,30 +37,18 @@ class CapabilityRoutes:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.get("/api/capabilities", self._guard(self.list_bindings, admin=False)),
-            web.put("/api/capabilities/{capability}", self._guard(self.bind, admin=True)),
-            web.get("/api/providers", self._guard(self.list_providers, admin=False)),
-            web.put("/api/providers/{name}", self._guard(self.put_provider, admin=True)),
-            web.delete("/api/providers/{name}", self._guard(self.delete_provider, admin=True)),
+            web.get("/api/capabilities", guarded(self._auth, self.list_bindings, admin=False)),
+            web.put("/api/capabilities/{capability}", guarded(self._auth, self.bind, admin=True)),
+            web.get("/api/providers", guarded(self._auth, self.list_providers, admin=False)),
+            web.put("/api/providers/{name}", guarded(self._auth, self.put_provider, admin=True)),
+            web.delete("/api/providers/{name}", guarded(self._auth, self.delete_provider, admin=True)),
         ]
-
-    def _guard(self, handler: Handler, *, admin: bool) -> Handler:
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            allowed = self._auth.admin_ok(request) if admin else self._auth.client_ok(request)
-            if not allowed:
-                return error_response(f"a valid {'admin' if admin else 'API'} key is required", ErrorCode.UNAUTHORIZED)
-            try:
-                return await handler(request)
-            except HubError as exc:
-                return error_response(exc.message, exc.code)
-
-        return guarded
 
     async def list_bindings(self, request: web.Request) -> web.Response:
         return web.json_response(await self._service.snapshot())
 
     async def bind(self, request: web.Request) -> web.Response:
-        body = await _json_object(request)
+        body = await json_object_body(request)
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise BadRequestError("'model' is required: the name of a chat backend or external provider")
@@ -84,7 +67,7 @@ class CapabilityRoutes:
 
     async def put_provider(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        body = await _json_object(request)
+        body = await json_object_body(request)
         try:
             provider = ExternalProvider.model_validate(body)
         except ValidationError as exc:
@@ -108,16 +91,6 @@ class CapabilityRoutes:
         await self._store.run(StateDatabase.delete_provider, name)
         self._providers.remove(name)
         return web.json_response({"name": name, "deleted": True})
-
-
-async def _json_object(request: web.Request) -> dict[str, Any]:
-    try:
-        body = orjson.loads(await request.read())
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise BadRequestError("the body must be a JSON object")
-    return body
 
 
 def _actor(request: web.Request) -> str:

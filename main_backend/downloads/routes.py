@@ -5,20 +5,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
 
+from main_backend.api_handlers import guarded, json_object_body
 from main_backend.auth import AuthPolicy
 from main_backend.downloads.manager import DownloadManager
 from main_backend.gateway.sse import ClientGoneError, open_event_stream, write
-from main_backend.http_api import error_response
-from model_backends.base.errors import BadRequestError, ErrorCode, HubError
+from model_backends.base.errors import BadRequestError
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 FIELDS = frozenset({"repo_id", "revision", "endpoint"})
 
 
@@ -29,31 +27,14 @@ class DownloadRoutes:
 
     def routes(self) -> list[web.RouteDef]:
         return [
-            web.post("/api/downloads", self._guard(self.start, admin=True)),
-            web.get("/api/downloads", self._guard(self.list, admin=False)),
-            web.get("/api/downloads/{id}", self._guard(self.one, admin=False)),
-            web.get("/api/downloads/{id}/events", self._guard(self.events, admin=False)),
+            web.post("/api/downloads", guarded(self._auth, self.start, admin=True)),
+            web.get("/api/downloads", guarded(self._auth, self.list, admin=False)),
+            web.get("/api/downloads/{id}", guarded(self._auth, self.one, admin=False)),
+            web.get("/api/downloads/{id}/events", guarded(self._auth, self.events, admin=False)),
         ]
 
-    def _guard(self, handler: Handler, *, admin: bool) -> Handler:
-        async def guarded(request: web.Request) -> web.StreamResponse:
-            allowed = self._auth.admin_ok(request) if admin else self._auth.client_ok(request)
-            if not allowed:
-                return error_response(f"a valid {'admin' if admin else 'API'} key is required", ErrorCode.UNAUTHORIZED)
-            try:
-                return await handler(request)
-            except HubError as exc:
-                return error_response(exc.message, exc.code)
-
-        return guarded
-
     async def start(self, request: web.Request) -> web.Response:
-        try:
-            body = orjson.loads(await request.read())
-        except orjson.JSONDecodeError as exc:
-            raise BadRequestError(f"the body is not valid JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise BadRequestError("the body must be a JSON object")
+        body = await json_object_body(request)
         unknown = sorted(set(body) - FIELDS)
         if unknown:
             raise BadRequestError(f"unknown field {unknown[0]!r}; fields: {', '.join(sorted(FIELDS))}")
