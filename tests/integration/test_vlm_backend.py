@@ -156,7 +156,7 @@ async def test_health_check_is_answered_within_100_ms_while_a_generation_runs(ba
 
 async def test_a_cancelled_generation_stops_early(backend: RunningProcess) -> None:
     async with await open_ws(backend.url) as ws:
-        await send_json(ws, chat("c1", "Write a long essay.", max_tokens=1000, stream=True))
+        await send_json(ws, chat("c1", "Write a long essay.", max_tokens=1000, ignore_eos=True, stream=True))
         await recv_json(ws, timeout=60)
         await send_json(ws, {"type": "cancel", "request_id": "c1"})
         got = await recv_until_final(ws, "c1", timeout=60)
