@@ -6,11 +6,8 @@ Each test prints the figure docs/reliability.md quotes.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import socket
-import struct
 import threading
 import time
 from pathlib import Path
@@ -21,6 +18,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from tests.support.processes import RunningProcess, echo_backend_config, get_json, hub_process
+from tests.support.raw_websocket import RawWebSocket
 from tests.support.wsclient import open_ws, recv_json, recv_until_final, send_json
 
 HANDSHAKE_TIMEOUT = 1.0
@@ -128,38 +126,6 @@ def test_the_total_number_of_connections_is_capped(patient_hub: RunningProcess) 
     time.sleep(0.3)
     assert get_json(f"{patient_hub.http}/healthz")["status"] == "ok"
     assert answer.startswith(b"HTTP/1.1 503") and b"too many connections" in answer
-
-
-class RawWebSocket:
-    """Handshakes, sends masked frames, and reads nothing unless asked."""
-
-    def __init__(self, port: int, rcvbuf: int | None = None) -> None:
-        self.sock = socket.socket()
-        if rcvbuf is not None:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += self.sock.recv(1)
-        assert head.startswith(b"HTTP/1.1 101"), head
-
-    def frame_header(self, size: int) -> bytes:
-        if size < 126:
-            return struct.pack("!BB", 0x81, 0x80 | size) + b"\0\0\0\0"
-        if size < 65536:
-            return struct.pack("!BBH", 0x81, 0x80 | 126, size) + b"\0\0\0\0"
-        return struct.pack("!BBQ", 0x81, 0x80 | 127, size) + b"\0\0\0\0"  # all-zero mask: payload as is
-
-    def send_text(self, text: str) -> None:
-        payload = text.encode()
-        self.sock.sendall(self.frame_header(len(payload)) + payload)
 
 
 def test_before_authenticating_a_client_cannot_make_the_hub_buffer_a_big_frame(tmp_path: Path) -> None:

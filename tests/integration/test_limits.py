@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
-import socket
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +15,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.support.processes import RunningProcess, echo_backend_config, get_json, hub_process
+from tests.support.raw_websocket import RawWebSocket
 from tests.support.wsclient import open_ws, recv_json, recv_until_final, send_json
 
 LIMITS = {
@@ -126,40 +123,6 @@ async def test_connections_over_max_connections_are_refused_with_503(limited_hub
     await _still_serves(limited_hub)
 
 
-class RawWebSocket:
-    """A client that handshakes and sends masked frames but never reads what it is sent."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(
-            (
-                f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            ).encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += self.sock.recv(1)
-        assert head.startswith(b"HTTP/1.1 101"), head
-
-    def send_text(self, text: str) -> None:
-        payload = text.encode()
-        size = len(payload)
-        if size < 126:
-            header = struct.pack("!BB", 0x81, 0x80 | size)
-        elif size < 65536:
-            header = struct.pack("!BBH", 0x81, 0x80 | 126, size)
-        else:
-            header = struct.pack("!BBQ", 0x81, 0x80 | 127, size)
-        self.sock.sendall(header + b"\0\0\0\0" + payload)  # an all-zero mask leaves the payload as is
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def _flood(client: RawWebSocket, count: int, stop: threading.Event) -> int:
     """Send ``count`` requests whose echoed answers are ~60 KB each; return how many were sent."""
     blob = "y" * (60 * 1024)
@@ -185,7 +148,7 @@ async def test_a_client_that_stops_reading_is_disconnected_and_memory_stays_boun
         process = psutil.Process(hub.pid)
         await _still_serves(hub, "warm")
         baseline = process.memory_info().rss
-        slow = RawWebSocket(hub.port)
+        slow = RawWebSocket(hub.port, rcvbuf=4096)
         stop = threading.Event()
         flood = asyncio.create_task(asyncio.to_thread(_flood, slow, 1500, stop))
         peak, served, latencies = baseline, 0, []
