@@ -243,3 +243,16 @@ async def test_a_missing_model_folder_gives_a_clear_error(vlm_venv: Path, tmp_pa
     assert err["code"] == "model_load_failed"
     assert "does not exist" in err["error"]
     assert str(missing) in err["error"]
+
+
+async def test_the_fallback_generate_engine_answers_concurrent_requests(
+    tiny_vlm: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``--engine generate`` (models whose cache the static engine cannot hold) batches and answers too."""
+    logs = tmp_path_factory.mktemp("vlm-generate-logs")
+    args = ["--model-path", str(tiny_vlm), "--eager", "--engine", "generate"]
+    with backend_process(VLM_DIR, logs, args=args, timeout=120) as proc:
+        answers = await asyncio.gather(*(answer(proc, chat(f"g{i}", "Say something.", max_tokens=5)) for i in range(3)))
+
+    assert all(a["usage"]["completion_tokens"] >= 1 for a in answers), answers
+    assert all(a["finish_reason"] in {"stop", "length"} for a in answers), answers

@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ import torch
 
 from model_backends.base.errors import BadRequestError
 
+from .arrivals import Arrivals
 from .chat_request import ChatRequest
 from .decode_step import DecodeStep
 from .engine import RowHandle, cancelled_error
@@ -95,8 +96,7 @@ class ContinuousEngine:
         self._stopping = threading.Event()
         self._kv: SlotKV | None = None
         self._step: DecodeStep | None = None
-        self._arriving = 0
-        self._arriving_lock = threading.Lock()
+        self._arrivals = Arrivals()
         self.steps = 0
         self.prefills = 0
         self.max_running = 0
@@ -142,16 +142,9 @@ class ContinuousEngine:
     def cancel(self, handle: RowHandle) -> None:
         handle.cancel()
 
-    @contextlib.contextmanager
-    def arriving(self) -> Iterator[None]:
+    def arriving(self) -> contextlib.AbstractContextManager[None]:
         """Wrap a request's parsing and preparation: a prefill about to start waits briefly to take it along."""
-        with self._arriving_lock:
-            self._arriving += 1
-        try:
-            yield
-        finally:
-            with self._arriving_lock:
-                self._arriving -= 1
+        return self._arrivals.arriving()
 
     def unload(self) -> None:
         self._stopping.set()
@@ -209,7 +202,7 @@ class ContinuousEngine:
         self._waiting = [r for r in self._waiting if not self._drop_cancelled(r)]
         free = self.config.max_batch - len(self._rows)
         young = bool(self._waiting) and time.perf_counter() - self._waiting[0].submitted < self.config.gather_s
-        if self._arriving and young and len(self._waiting) < free:
+        if self._arrivals and young and len(self._waiting) < free:
             if not self._rows:
                 time.sleep(0.001)
             return  # more are being prepared: one prefill for all of them costs less than several

@@ -8,7 +8,6 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 from model_backends.base.context import RequestContext
 from model_backends.base.errors import BadRequestError, ErrorCode, HubError
 
+from .arrivals import Arrivals
 from .batch_generation import Row, generate_rows
 from .chat_request import ChatRequest
 from .model_loader import LoadedModel
@@ -45,8 +45,7 @@ class ChatGenerator:
         self._eos_ids = _eos_ids(loaded)
         self.preparer = RequestPreparer(loaded, self._eos_ids)
         self._jobs: queue.SimpleQueue[tuple[Row, Future[None]] | None] = queue.SimpleQueue()
-        self._arriving = 0
-        self._arriving_lock = threading.Lock()
+        self._arrivals = Arrivals()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
         tokenizer = loaded.tokenizer
@@ -54,16 +53,9 @@ class ChatGenerator:
         if tokenizer.pad_token is None and tokenizer.eos_token is not None:
             tokenizer.pad_token = tokenizer.eos_token
 
-    @contextlib.contextmanager
-    def arriving(self) -> Iterator[None]:
+    def arriving(self) -> contextlib.AbstractContextManager[None]:
         """Wrap a request's parsing: a batch about to start waits (briefly) to take it along."""
-        with self._arriving_lock:
-            self._arriving += 1
-        try:
-            yield
-        finally:
-            with self._arriving_lock:
-                self._arriving -= 1
+        return self._arrivals.arriving()
 
     def generate(self, request: ChatRequest, ctx: RequestContext | None) -> dict[str, Any]:
         if request.images and not self.loaded.accepts_images:
@@ -131,7 +123,7 @@ class ChatGenerator:
             try:
                 job = self._jobs.get_nowait()
             except queue.Empty:
-                if self._arriving == 0 or time.monotonic() > deadline:
+                if not self._arrivals or time.monotonic() > deadline:
                     return False
                 time.sleep(0.002)
                 continue
