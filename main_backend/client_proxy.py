@@ -41,8 +41,9 @@ class ClientProxy:
         #: Maps a client's ``model`` to a backend name (capability names); raises ``HubError`` if it cannot.
         self.resolve_model: Callable[[str], str] | None = None
 
-    async def on_client_frame(self, session: ClientSession, frame: str | bytes) -> None:
-        """Handle one frame from a client; every problem is answered with an error message."""
+    def on_client_frame(self, session: ClientSession, frame: bytes, text: bool) -> None:
+        """Handle one message from a client (``text``: a text frame); every problem is answered
+        with an error message."""
         if len(frame) > self._max_message_bytes:
             self._reply_error(
                 session,
@@ -52,7 +53,7 @@ class ClientProxy:
             )
             return
         try:
-            if isinstance(frame, str) or frame[:1] == b"{":
+            if text or frame[:1] == b"{":
                 obj, payload = protocol.parse_json(frame), None
             else:
                 obj, payload = protocol.split_envelope(frame)
@@ -63,7 +64,7 @@ class ClientProxy:
         if not isinstance(kind, str):
             kind = repr(kind)[:40]  # a list or an object as "type": unknown, and unhashable
         if kind == "inference_request":
-            await self._on_request(session, obj, payload)
+            self._on_request(session, obj, payload, frame if payload is None else None)
         elif kind == "health_check":
             session.send(orjson.dumps(self.hub_pong(obj.get("request_id"))))
         elif kind == "cancel":
@@ -90,7 +91,9 @@ class ClientProxy:
             "backends": {n: r.state.state.value for n, r in self.runtimes.items()},
         }
 
-    async def _on_request(self, session: ClientSession, obj: dict[str, Any], payload: memoryview | None) -> None:
+    def _on_request(
+        self, session: ClientSession, obj: dict[str, Any], payload: memoryview | None, raw: bytes | None
+    ) -> None:
         req = protocol.fast_request_header(obj)
         if req is None:  # invalid: let the model say precisely why
             try:
@@ -143,7 +146,7 @@ class ClientProxy:
             self._notify_frame(req.stream_id, targets, obj, payload)
         received_at = time.time()
         for name in targets:
-            await self.router.submit(
+            self.router.submit(
                 self.runtimes[name],
                 obj,
                 payload,
@@ -154,6 +157,7 @@ class ClientProxy:
                 client_id=req.request_id,
                 received_at=received_at,
                 captured_at=req.captured_at,
+                raw=raw,
             )
 
     def _on_cancel(self, session: ClientSession, client_id: Any) -> None:

@@ -1,13 +1,15 @@
-"""``ws /ws``: one client connection, frames handed to the router, the session cleaned up."""
+"""``ws /ws``: one client connection, checked by aiohttp, served by picows, frames to the router."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import hdrs, web
 
 from main_backend.auth import AuthPolicy
+from main_backend.client_socket import ClientSocket, hand_over
 from main_backend.connections import ConnectionGuard
 from main_backend.hub import Hub
 from main_backend.sessions import ClientSession
@@ -38,62 +40,79 @@ class ClientEndpoint:
                 {"error": {"message": f"too many connections (max {limits.max_connections})", "code": "overloaded"}},
                 status=503,
             )
+        if request.headers.get(hdrs.UPGRADE, "").lower() != "websocket":
+            return web.json_response(
+                {"error": {"message": "/ws takes WebSocket connections only", "code": "bad_request"}}, status=400
+            )
         header_ok = self._auth.client_ok(request)
         if not header_ok:  # until the first message authenticates it, a client may send little
             self._connections.limit_reads(request.transport, limits.pre_auth_max_bytes)
-        ws = web.WebSocketResponse(compress=False, max_msg_size=limits.max_message_bytes * 4, heartbeat=30.0)
-        await ws.prepare(request)
+        socket = ClientSocket(limits.max_message_bytes * 4)
+        proto = hand_over(
+            request, socket, self._connections, max_frame_size=limits.max_message_bytes * 4, counting=not header_ok
+        )
+        if proto is None:  # not a valid upgrade request: picows answered it and closes
+            return _taken_over()
         peer = request.remote or ""
         session = ClientSession(
-            ws,
+            socket,
             limits.client_send_queue,
             limits.client_rate_limit,
             peer,
             max_queued_bytes=limits.client_send_queue_bytes,
-            transport=request.transport,
         )
-        session.start()
         if not header_ok:
             self._authenticating += 1
             try:
-                authenticated = await self._first_message_auth(ws, session)
+                authenticated = await self._first_message_auth(socket, session)
             finally:
                 self._authenticating -= 1
             if not authenticated:
-                await session.close()
-                return ws
+                session.close()
+                await _closed_within(socket, AUTH_TIMEOUT_S)
+                return _taken_over()
+            proto.counting = False
             self._connections.limit_reads(request.transport, None)
         hub.sessions.add(session)
         logger.info("client %d connected from %s", session.id, peer)
+        clients = hub.clients
         try:
-            async for msg in ws:
-                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    await hub.clients.on_client_frame(session, msg.data)
-                elif msg.type is WSMsgType.ERROR:
-                    logger.info("client %d: connection error: %s", session.id, ws.exception())
+            socket.deliver_to(lambda frame, text: clients.on_client_frame(session, frame, text))
+            await socket.wait_closed()
         finally:
             hub.sessions.discard(session)
-            hub.clients.client_closed(session)
-            await session.close()
-            logger.info("client %d disconnected (code %s)", session.id, ws.close_code)
-        return ws
+            clients.client_closed(session)
+            session.close()
+            socket.close(1001, "going away")  # when the handler itself is cancelled
+            logger.info("client %d disconnected (code %s)", session.id, socket.close_code)
+        return _taken_over()
 
-    async def _first_message_auth(self, ws: web.WebSocketResponse, session: ClientSession) -> bool:
+    async def _first_message_auth(self, socket: ClientSocket, session: ClientSession) -> bool:
         """Browsers cannot set headers on a WebSocket: accept ``{"type":"auth","api_key":...}`` first."""
         try:
-            msg = await ws.receive(timeout=AUTH_TIMEOUT_S)
-            obj = protocol.parse_json(msg.data) if msg.type is WSMsgType.TEXT else {}
+            first = await asyncio.wait_for(socket.first_message(), AUTH_TIMEOUT_S)
+            obj = protocol.parse_json(first[0]) if first is not None and first[1] else {}
         except (TimeoutError, ProtocolError):
             obj = {}
         if obj.get("type") == "auth" and self._auth.key_ok(obj.get("api_key")):
             session.send(orjson.dumps({"type": "auth_ok"}))
             return True
-        if ws.closed:  # it went away, or sent more than it may before authenticating
+        if socket.closed:  # it went away, or sent more than it may before authenticating
             return False
         err = protocol.error_message(None, "a valid API key is required", ErrorCode.UNAUTHORIZED)
-        try:
-            await ws.send_str(protocol.encode(err).decode())
-            await ws.close(code=4401, message=b"unauthorized")
-        except (ConnectionError, RuntimeError) as exc:
-            logger.debug("client %d: gone before it was told it is unauthorized (%s)", session.id, exc)
+        socket.write(protocol.encode(err))
+        socket.close(4401, "unauthorized")
         return False
+
+
+def _taken_over() -> web.Response:
+    """What the handler of a connection handed to picows returns: aiohttp needs a response to
+    end the request, and cannot write it (the connection is closed by then, or closing)."""
+    return web.Response(status=101)
+
+
+async def _closed_within(socket: ClientSocket, timeout: float) -> None:
+    try:
+        await asyncio.wait_for(socket.wait_closed(), timeout)
+    except TimeoutError:
+        socket.abort()

@@ -13,8 +13,6 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-import aiohttp
-
 from main_backend import providers as provider_registry
 from main_backend.backend_runtime import BackendRuntime
 from main_backend.capabilities.bindings import CapabilityBindings
@@ -102,7 +100,6 @@ class Hub:
         self.downloads = DownloadManager(self.state, config.hub.hf_cache_path, config.hub.hf_endpoint)
         self.lifecycle.keep_loaded = lambda name: bool(self.bindings.uses(name))
         self.placements = Placements(config.hub.log_path)
-        self._http: aiohttp.ClientSession | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -123,7 +120,6 @@ class Hub:
             logger.warning("providers: %s", line)
         await self.capabilities.restore()
         await self.downloads.restore()
-        self._http = aiohttp.ClientSession()
         self.lifecycle.start()
         for rt in self.runtimes.values():
             if rt.config.enabled:
@@ -161,12 +157,11 @@ class Hub:
                 self._start_locked(rt)
 
     def _start_locked(self, rt: BackendRuntime) -> None:
-        assert self._http is not None
         name = rt.name
         if rt.link is None:
             token = self._backend_token if rt.config.is_managed else None
             rt.link = self.placements.make_link(
-                rt, self, self._http, token=token, max_message_bytes=self.config.hub.max_message_bytes * 4
+                rt, self, token=token, max_message_bytes=self.config.hub.max_message_bytes * 4
             )
         if name not in self._tasks or self._tasks[name].done():
             self._tasks[name] = asyncio.create_task(rt.link.run(), name=f"link-{name}")
@@ -213,8 +208,7 @@ class Hub:
             logger.warning("shutdown: %d requests did not finish within %.1fs", failed, grace)
         await asyncio.sleep(0.05)  # let writers flush the last answers
         for session in list(self.sessions):
-            await session.ws.close(code=1001, message=b"hub shutting down")
-            await session.close()
+            session.disconnect(1001, "hub shutting down")
         await self.capabilities.close()
         await self.downloads.close()
         await self.switch.close()
@@ -228,10 +222,7 @@ class Hub:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), *self._background, return_exceptions=True)
-        await self.router.close()
         await self.placements.close()
-        if self._http is not None:
-            await self._http.close()
         await self.state.close()
 
     def resolve_client_model(self, name: str) -> str:
@@ -336,7 +327,7 @@ class Hub:
         self.router.fail_backend(name, f"backend {name!r} failed: {reason}", retryable=False)
 
     def _kick(self, rt: BackendRuntime) -> None:
-        self._spawn(self.router.pump(rt))
+        asyncio.get_running_loop().call_soon(self.router.pump, rt)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a background coroutine owned by the hub (cancelled on stop, errors logged)."""

@@ -45,7 +45,7 @@ class WaitingRequests(Protocol):
         retryable: bool = True,
         retry_after: float | None = None,
     ) -> int: ...
-    async def pump(self, runtime: BackendRuntime) -> None: ...
+    def pump(self, runtime: BackendRuntime) -> None: ...
     def notify_waiting(self, runtime: BackendRuntime, message: dict[str, Any]) -> None: ...
 
 
@@ -133,7 +133,7 @@ class ModelLifecycle:
         finally:
             notifier.cancel()
             self._loads.pop(rt.name, None)
-            await self._requests.pump(rt)
+            self._requests.pump(rt)
 
     async def load(self, rt: BackendRuntime, reason: str) -> dict[str, Any]:
         """Reserve memory (unloading LRU idle models), then load ``rt``'s model."""

@@ -3,6 +3,11 @@
 The link moves frames; it knows nothing of clients. It reports what happens through a
 :class:`LinkListener` (connected, frame received, unhealthy, disconnected) and answers
 control requests (``health_check``, ``load_model``, ``unload_model``) by request_id.
+
+The socket layer is picows (a Cython WebSocket on the event loop's transport): frames arrive
+as callbacks, without a task switch per frame, and a send writes at once while the socket takes
+it. Only while the backend's socket is full (the transport paused writing) do frames wait, in
+the :class:`Outbox`, bounded in bytes.
 """
 
 from __future__ import annotations
@@ -15,19 +20,21 @@ import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
+import picows
 
 from main_backend.backoff import backoff
 from main_backend.config import BackendConfig
 from main_backend.outbox import Outbox
+from main_backend.placement.remote import CertificatePin, CertificatePinMismatch
 from model_backends.base import protocol
 from model_backends.base.errors import BackendUnavailableError, ErrorCode, HubError, ProtocolError
 
 logger = logging.getLogger(__name__)
 
-#: A frame to forward: the raw frame plus its parsed JSON object (the header for binary frames).
 _CONTROL_TYPES = frozenset({"pong", "model_state"})
+#: Seconds to open the TCP (and TLS) connection and finish the WebSocket handshake.
+CONNECT_TIMEOUT_S = 10.0
 
 
 class LinkListener(Protocol):
@@ -45,23 +52,20 @@ class BackendLink:
         self,
         config: BackendConfig,
         listener: LinkListener,
-        session: aiohttp.ClientSession,
         token: str | None = None,
         max_message_bytes: int = 64 * 1024 * 1024,
-        tls: ssl.SSLContext | aiohttp.Fingerprint | None = None,
+        tls: ssl.SSLContext | CertificatePin | None = None,
         send_queue_bytes: int | None = None,
     ) -> None:
         self.config = config
         self._tls = tls
         self.name = config.name
         self._listener = listener
-        self._session = session
         self._token = token
         self._max_message_bytes = max_message_bytes
         #: Bytes of data frames that may wait for the backend's socket (default: one largest frame).
         self._send_queue_bytes = send_queue_bytes or max_message_bytes
-        self._outbox = Outbox(self._send_queue_bytes, self.name)
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: _Connection | None = None
         self._control: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._wake = asyncio.Event()
@@ -91,10 +95,10 @@ class BackendLink:
             try:
                 await self._connect_and_serve()
                 delays, failures = self._delays(), 0
-            except (aiohttp.ServerFingerprintMismatch, aiohttp.ClientConnectorCertificateError) as exc:
+            except (CertificatePinMismatch, ssl.SSLCertVerificationError) as exc:
                 failures += 1  # a wrong certificate does not fix itself: say so every time
                 logger.warning("%s: TLS check of %s failed: %s", self.name, self.config.url, exc)
-            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            except (picows.WSError, OSError, TimeoutError) as exc:
                 _reraise_cancellation()
                 failures += 1
                 logger.debug("%s: connect failed (%s), attempt %d", self.name, exc, failures)
@@ -119,45 +123,52 @@ class BackendLink:
         return backoff(initial=self.config.reconnect_interval, max_delay=max(10.0, self.config.reconnect_interval))
 
     async def _connect_and_serve(self) -> None:
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
-        ws = await self._session.ws_connect(
-            self.config.url,
-            headers=headers,
-            compress=0,
-            autoping=True,
-            heartbeat=None,
-            max_msg_size=self._max_message_bytes,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
-            ssl=self._tls if self._tls is not None else True,
-        )
+        ws = await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT_S)
         self._ws = ws
-        self._outbox = Outbox(self._send_queue_bytes, self.name)
         self.connects += 1
         logger.info("%s: connected to %s", self.name, self.config.url)
-        writer = asyncio.create_task(self._write_loop(ws, self._outbox), name=f"write-{self.name}")
         pinger = asyncio.create_task(self._ping_loop(), name=f"ping-{self.name}")
-        reason = "connection closed"
         try:
-            async for msg in ws:
-                if msg.type is aiohttp.WSMsgType.TEXT or msg.type is aiohttp.WSMsgType.BINARY:
-                    self._on_text(msg.data)
-                elif msg.type is aiohttp.WSMsgType.ERROR:
-                    reason = f"connection error: {ws.exception()}"
-                    break
-        except HubError as exc:
-            reason = exc.message
+            await ws.wait_closed()
         finally:
             pinger.cancel()
-            writer.cancel()
-            self._outbox.clear()
+            await asyncio.gather(pinger, return_exceptions=True)
+            ws.outbox.clear()
             self._ws = None
-            await ws.close()
+            ws.close()
+            reason = ws.reason
             self._fail_control(reason)
             self._listener.link_disconnected(self.name, reason)
             logger.warning("%s: link down (%s)", self.name, reason)
 
-    def _on_text(self, data: str | bytes) -> None:
-        raw: bytes | None = data.encode() if isinstance(data, str) else data
+    async def _connect(self) -> _Connection:
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
+        pin = self._tls if isinstance(self._tls, CertificatePin) else None
+        context = pin.context() if pin is not None else self._tls if isinstance(self._tls, ssl.SSLContext) else None
+        outbox = Outbox(self._send_queue_bytes, self.name)
+        transport, listener = await picows.ws_connect(
+            lambda: _Connection(self, outbox),
+            self.config.url,
+            ssl_context=context,
+            extra_headers=headers,
+            max_frame_size=self._max_message_bytes,
+            websocket_handshake_timeout=CONNECT_TIMEOUT_S,
+            max_redirects=0,
+            logger_name=f"link.{self.name}",
+        )
+        assert isinstance(listener, _Connection)
+        if pin is not None:
+            ssl_object = transport.underlying_transport.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            try:
+                pin.check(der)
+            except CertificatePinMismatch:
+                transport.disconnect(graceful=False)
+                raise
+        return listener
+
+    def _on_text(self, data: bytes) -> None:
+        raw: bytes | None = data
         try:
             obj = protocol.parse_json(data, protocol.MAX_ENCODABLE_DEPTH)
         except ProtocolError as exc:
@@ -176,34 +187,23 @@ class BackendLink:
             return
         self._listener.link_frame(self.name, obj, raw)
 
-    async def send(self, frame: bytes | str) -> None:
-        """Queue a frame for the backend and return at once (never waits for its socket).
+    def send(self, frame: bytes | str) -> None:
+        """Send a frame to the backend now (never waits for its socket).
 
         Raises ``BackendUnavailableError`` if the link is down, ``OverloadedError`` when the
-        frames already waiting for this backend exceed ``send_queue_bytes``.
+        frames already waiting for this backend's socket exceed ``send_queue_bytes``.
         """
-        self._outbox_or_raise().put_data(frame.encode() if isinstance(frame, str) else frame)
+        self._connection_or_raise().send_data(frame.encode() if isinstance(frame, str) else frame)
 
     def send_control(self, frame: bytes) -> None:
-        """Queue a control frame: it goes before every waiting data frame."""
-        self._outbox_or_raise().put_control(frame)
+        """Send a control frame: it goes before every data frame still waiting."""
+        self._connection_or_raise().send_control(frame)
 
-    def _outbox_or_raise(self) -> Outbox:
+    def _connection_or_raise(self) -> _Connection:
         ws = self._ws
         if ws is None or ws.closed:
             raise BackendUnavailableError(f"backend {self.name!r} is not connected")
-        return self._outbox
-
-    async def _write_loop(self, ws: aiohttp.ClientWebSocketResponse, outbox: Outbox) -> None:
-        """The connection's one writer: only it waits for the backend's socket to drain."""
-        try:
-            while True:
-                frame = await outbox.get()
-                opcode = aiohttp.WSMsgType.TEXT if frame[:1] == b"{" else aiohttp.WSMsgType.BINARY
-                await ws.send_frame(frame, opcode)
-        except (ConnectionError, RuntimeError) as exc:
-            logger.warning("%s: send failed (%s); closing the link", self.name, exc)
-            await ws.close(code=1011, message=b"send failed")
+        return ws
 
     async def control(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send a control message and wait for its answer (pong, model_state or error)."""
@@ -231,7 +231,7 @@ class BackendLink:
         except (TimeoutError, HubError) as exc:
             logger.warning("%s: no answer to the first health_check (%s)", self.name, exc or "timeout")
             if self._ws is not None:
-                await self._ws.close(code=1011, message=b"health check failed")
+                self._ws.close(picows.WSCloseCode.INTERNAL_ERROR, "health check failed")
             return
         self._listener.link_connected(self.name)
         failures = 0
@@ -247,7 +247,7 @@ class BackendLink:
                 self._listener.link_ping_failed(self.name, failures)
                 if failures >= self.config.unhealthy_after and self._ws is not None:
                     # A hung backend keeps its socket open: drop the link so in-flight work fails fast.
-                    await self._ws.close(code=1011, message=b"health check timed out")
+                    self._ws.close(picows.WSCloseCode.INTERNAL_ERROR, "health check timed out")
                     return
 
     def _fail_control(self, reason: str) -> None:
@@ -258,11 +258,111 @@ class BackendLink:
 
     async def close(self) -> None:
         if self._ws is not None:
-            await self._ws.close()
+            self._ws.close()
+
+
+class _Connection(picows.WSListener):
+    """One connection to the backend: frames in (reassembled if fragmented), frames out.
+
+    A frame is written at once unless the transport has paused writing (the backend's socket
+    is full); then it waits in the outbox, control before data, until the transport resumes.
+    """
+
+    def __init__(self, link: BackendLink, outbox: Outbox) -> None:
+        self._link = link
+        self.outbox = outbox
+        self._transport: picows.WSTransport | None = None
+        self._paused = False
+        self._parts: list[bytes] | None = None
+        self._parts_bytes = 0
+        self.closed = False
+        self.reason = "connection closed"
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # ------------------------------------------------------------------ picows callbacks
+    def on_ws_connected(self, transport: picows.WSTransport) -> None:
+        self._transport = transport
+
+    def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is picows.WSMsgType.TEXT or kind is picows.WSMsgType.BINARY:
+            if frame.fin:
+                self._link._on_text(frame.get_payload_as_bytes())
+            else:
+                self._parts, self._parts_bytes = [frame.get_payload_as_bytes()], frame.payload_size
+        elif kind is picows.WSMsgType.CONTINUATION:
+            self._continue(frame)
+        elif kind is picows.WSMsgType.CLOSE:
+            self.reason = f"closed by the backend ({frame.get_close_code().value})"
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def _continue(self, frame: picows.WSFrame) -> None:
+        if self._parts is None:
+            self.close(picows.WSCloseCode.PROTOCOL_ERROR, "continuation without a first frame")
+            return
+        self._parts.append(frame.get_payload_as_bytes())
+        self._parts_bytes += frame.payload_size
+        if self._parts_bytes > self._link._max_message_bytes:
+            self.close(picows.WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+            return
+        if frame.fin:
+            data = b"".join(self._parts)
+            self._parts = None
+            self._link._on_text(data)
+
+    def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+        self.closed = True
+        self._paused = True
+        if not self._done.done():
+            self._done.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._flush()
+
+    # ------------------------------------------------------------------ sending
+    def send_data(self, frame: bytes) -> None:
+        if self._paused or self.outbox:
+            self.outbox.put_data(frame)
+        else:
+            self._write(frame)
+
+    def send_control(self, frame: bytes) -> None:
+        if self._paused or self.outbox:
+            self.outbox.put_control(frame)
+        else:
+            self._write(frame)
+
+    def _flush(self) -> None:
+        while not self._paused and (frame := self.outbox.pop()) is not None:
+            self._write(frame)
+
+    def _write(self, frame: bytes) -> None:
+        assert self._transport is not None
+        kind = picows.WSMsgType.TEXT if frame[:1] == b"{" else picows.WSMsgType.BINARY
+        self._transport.send(kind, frame)
+
+    # ------------------------------------------------------------------ ending
+    async def wait_closed(self) -> None:
+        await self._done
+
+    def close(self, code: picows.WSCloseCode = picows.WSCloseCode.OK, reason: str = "") -> None:
+        """Send a close frame and drop the connection (the backend need not answer it)."""
+        if self.closed or self._transport is None:
+            return
+        self.closed = True
+        if reason:
+            self.reason = reason
+        self._transport.send_close(code, reason.encode())
+        self._transport.disconnect()
 
 
 def _reraise_cancellation() -> None:
-    """A timeout can hide a cancellation that arrived at the same moment (aiohttp's connect
+    """A timeout can hide a cancellation that arrived at the same moment (a connect
     timeout turns it into ``TimeoutError``): a task asked to stop must stop."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():

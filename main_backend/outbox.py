@@ -4,19 +4,19 @@ Two lanes: control frames (health checks, load/unload, cancel) always go before 
 health check never waits behind a queue of camera frames; data is bounded in bytes, so a slow
 or frozen backend makes its own requests ``overloaded`` instead of growing the hub's memory.
 Putting never waits: whoever hands a frame to a backend (a client's read loop) is never held
-up by that backend's socket.
+up by that backend's socket. Frames wait here only while that socket is full; the connection
+takes them out (``pop``) when it can write again.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 
 from model_backends.base.errors import OverloadedError
 
 
 class Outbox:
-    """Two FIFO lanes and one waiter (the connection's writer task)."""
+    """Two FIFO lanes, emptied by the connection when its socket takes frames again."""
 
     def __init__(self, max_data_bytes: int, name: str = "") -> None:
         self.max_data_bytes = max_data_bytes
@@ -24,14 +24,12 @@ class Outbox:
         self._control: deque[bytes] = deque()
         self._data: deque[bytes] = deque()
         self.data_bytes = 0
-        self._ready = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._control) + len(self._data)
 
     def put_control(self, frame: bytes) -> None:
         self._control.append(frame)
-        self._ready.set()
 
     def put_data(self, frame: bytes) -> None:
         """Queue a data frame, or raise ``OverloadedError`` when the lane's bytes are spent.
@@ -45,7 +43,6 @@ class Outbox:
             )
         self._data.append(frame)
         self.data_bytes += len(frame)
-        self._ready.set()
 
     def pop(self) -> bytes | None:
         """The next frame to write (control first), or None."""
@@ -55,17 +52,9 @@ class Outbox:
             frame = self._data.popleft()
             self.data_bytes -= len(frame)
             return frame
-        self._ready.clear()
         return None
-
-    async def get(self) -> bytes:
-        """Wait for the next frame."""
-        while (frame := self.pop()) is None:
-            await self._ready.wait()
-        return frame
 
     def clear(self) -> None:
         self._control.clear()
         self._data.clear()
         self.data_bytes = 0
-        self._ready.clear()

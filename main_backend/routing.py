@@ -3,7 +3,8 @@
 Every request gets a hub-wide id on its way to a backend, so two clients may use the same
 ``request_id``; answers are mapped back to (requester, their request_id) and to no one else.
 Requesters are client sessions (through :mod:`main_backend.client_proxy`) and the gateway.
-Binary payloads are forwarded untouched.
+Payloads are forwarded untouched: a binary one as it came, a JSON request with only its
+request_id replaced (:func:`model_backends.base.protocol.splice_request_id`).
 """
 
 from __future__ import annotations
@@ -75,7 +76,6 @@ class Router:
         self._observer = observer
         self._pending: dict[str, Pending] = {}
         self._ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[Any]] = set()
         self.gate: DispatchGate | None = None
         #: Called on each final inference_response (e.g. the dashboard).
         self.result_listeners: list[ResultListener] = []
@@ -116,7 +116,7 @@ class Router:
         session.pending.clear()
 
     # ------------------------------------------------------------------ submitting
-    async def submit(
+    def submit(
         self,
         runtime: BackendRuntime,
         obj: dict[str, Any],
@@ -130,8 +130,10 @@ class Router:
         on_message: Callable[[dict[str, Any]], None] | None = None,
         received_at: float | None = None,
         captured_at: float | None = None,
+        raw: bytes | None = None,
     ) -> Pending | None:
-        """Queue one request for one backend. Answers go to ``session`` or ``on_message``."""
+        """Queue one request for one backend and send what may go. Answers go to ``session`` or
+        ``on_message``. Never waits: a client's frame is handled within the callback that read it."""
         hub_id = f"h{next(self._ids):x}"
         pending = Pending(
             hub_id,
@@ -161,7 +163,7 @@ class Router:
             )
             runtime.errors += 1
             return None
-        frame = _backend_frame(obj, payload, hub_id)
+        frame = _backend_frame(obj, payload, hub_id, raw)
         try:
             superseded = runtime.scheduler.submit(hub_id, frame, priority, stream_id, owner=pending)
         except OverloadedError as exc:
@@ -195,7 +197,7 @@ class Router:
                 )
         if self.gate is not None:
             self.gate.on_submit(runtime)
-        await self.pump(runtime)
+        self.pump(runtime)
         return pending
 
     def _unavailable_reason(self, runtime: BackendRuntime) -> str | None:
@@ -210,7 +212,7 @@ class Router:
             return f"backend {runtime.name!r} is stopped"
         return f"backend {runtime.name!r} is {state.value}; retry shortly"
 
-    async def pump(self, runtime: BackendRuntime) -> None:
+    def pump(self, runtime: BackendRuntime) -> None:
         """Send whatever the scheduler lets go now."""
         if not runtime.serving or runtime.link is None:
             return
@@ -220,7 +222,7 @@ class Router:
             if isinstance(job.owner, Pending):
                 job.owner.dispatched_at = time.time()
             try:
-                await runtime.link.send(job.frame)
+                runtime.link.send(job.frame)
             except HubError as exc:
                 pending = self._pending.get(job.hub_id)
                 if pending is not None:
@@ -241,10 +243,8 @@ class Router:
                 self._deliver(pending, {**message, "request_id": pending.client_id})
 
     def _kick(self, runtime: BackendRuntime) -> None:
-        if runtime.scheduler.queued:
-            task = asyncio.ensure_future(self.pump(runtime))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if runtime.scheduler.queued:  # soon, not now: a send that fails finishes requests itself
+            asyncio.get_running_loop().call_soon(self.pump, runtime)
 
     # ------------------------------------------------------------------ backend side
     def on_backend_frame(self, name: str, obj: dict[str, Any], raw: bytes | None = None) -> None:
@@ -388,27 +388,23 @@ class Router:
         link = pending.runtime.link
         if link is None or not link.connected:
             return
-        task = asyncio.ensure_future(
-            _send_quietly(link.send, orjson.dumps({"type": "cancel", "request_id": pending.hub_id}))
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            link.send(orjson.dumps({"type": "cancel", "request_id": pending.hub_id}))
+        except HubError:
+            pass  # the link went down or is full: the backend's own deadline ends the work
 
 
-async def _send_quietly(send: Callable[[bytes], Any], frame: bytes) -> None:
-    try:
-        await send(frame)
-    except HubError:
-        pass
+def _backend_frame(obj: dict[str, Any], payload: memoryview | None, hub_id: str, raw: bytes | None = None) -> bytes:
+    """The frame for the backend: the client's message with the hub's id, payload untouched.
 
-
-def _backend_frame(obj: dict[str, Any], payload: memoryview | None, hub_id: str) -> bytes:
-    """The frame for the backend: the client's message with the hub's id, payload untouched."""
+    ``raw`` (a JSON request as the client sent it) goes with only its request_id replaced
+    (``model``/``models`` stay: backends ignore them); when that cannot be done for certain,
+    the object is encoded again, without ``model``/``models``.
+    """
+    if raw is not None:
+        spliced = protocol.splice_request_id(raw, obj["request_id"], hub_id)
+        if spliced is not None:
+            return spliced
     out = {k: v for k, v in obj.items() if k not in ("model", "models")}
     out["request_id"] = hub_id
     if payload is None:

@@ -32,7 +32,7 @@ class BackendCall:
         message = {"type": "inference_request", "request_id": self.request_id, "data": data, "priority": priority}
         if stream:
             message["stream"] = True
-        self._pending = await self._router.submit(
+        self._pending = self._router.submit(
             self._runtime,
             message,
             None,

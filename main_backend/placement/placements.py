@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-import aiohttp
-
 from main_backend.link import BackendLink
 from main_backend.placement.ray_cluster import RayCluster
 from main_backend.placement.remote import tls_for, token_for
@@ -37,7 +35,6 @@ class Placements:
         self,
         runtime: BackendRuntime,
         listener: ReplicaListener,
-        session: aiohttp.ClientSession,
         *,
         token: str | None,
         max_message_bytes: int,
@@ -47,15 +44,14 @@ class Placements:
             return ReplicaSetLink(
                 config,
                 listener,
-                session,
                 self._cluster(config.ray_address),
                 runtime.scheduler,
                 str(self._log_dir),
                 max_message_bytes,
             )
         if config.placement == "remote":
-            return BackendLink(config, listener, session, token_for(config), max_message_bytes, tls=tls_for(config))
-        return BackendLink(config, listener, session, token, max_message_bytes)
+            return BackendLink(config, listener, token_for(config), max_message_bytes, tls=tls_for(config))
+        return BackendLink(config, listener, token, max_message_bytes)
 
     def _cluster(self, address: str | None) -> RayCluster:
         if self._ray is None:

@@ -20,8 +20,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import aiohttp
 import orjson
+import picows
 
 from main_backend.backoff import backoff
 from main_backend.config import BackendConfig
@@ -73,7 +73,6 @@ class ReplicaSetLink:
         self,
         config: BackendConfig,
         listener: ReplicaListener,
-        session: aiohttp.ClientSession,
         cluster: RayCluster,
         scheduler: Scheduler,
         log_dir: str,
@@ -82,7 +81,6 @@ class ReplicaSetLink:
         self.config = config
         self.name = config.name
         self._listener = listener
-        self._session = session
         self._cluster = cluster
         self._scheduler = scheduler
         self._log_dir = log_dir
@@ -144,7 +142,7 @@ class ReplicaSetLink:
                 self._wake.clear()
                 await self._wake.wait()
 
-    async def send(self, frame: bytes | str, *, request_id: str | None = None, stream_id: str | None = None) -> None:
+    def send(self, frame: bytes | str, *, request_id: str | None = None, stream_id: str | None = None) -> None:
         """Send an inference request (or a cancel) to the replica that should have it."""
         raw = frame.encode() if isinstance(frame, str) else frame
         kind = "inference_request"
@@ -153,7 +151,7 @@ class ReplicaSetLink:
             kind, request_id = str(header.get("type")), _str(header.get("request_id"))
             stream_id = _str(header.get("stream_id"))
         if kind != "inference_request":
-            await self._send_to_owner(raw, request_id)
+            self._send_to_owner(raw, request_id)
             return
         choice = self._table.choose(stream_id)
         if choice is None or request_id is None:
@@ -165,16 +163,16 @@ class ReplicaSetLink:
         if choice.stream_reset:
             self._reset_ids.add(request_id)
         try:
-            await replica.link.send(raw)
+            replica.link.send(raw)
         except HubError:
             self._forget(request_id)
             raise
 
-    async def _send_to_owner(self, frame: bytes, request_id: str | None) -> None:
+    def _send_to_owner(self, frame: bytes, request_id: str | None) -> None:
         key = self._table.owner(request_id) if request_id else None
         replica = self._replicas.get(key) if key else None
         if replica is not None and replica.link is not None:
-            await replica.link.send(frame)
+            replica.link.send(frame)
 
     async def control(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send a control message to every connected replica; the first error, else the first answer."""
@@ -295,11 +293,11 @@ class ReplicaSetLink:
         config = self.config.model_copy(
             update={"name": replica.key, "host": info["host"], "port": int(info["port"]), "placement": "local"}
         )
-        link = BackendLink(config, _ReplicaEvents(self, replica), self._session, self._token, self._max_message_bytes)
+        link = BackendLink(config, _ReplicaEvents(self, replica), self._token, self._max_message_bytes)
         replica.link = link
         try:
             await link.connect_once()
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        except (picows.WSError, OSError, TimeoutError) as exc:
             replica.last_error = f"cannot connect to {config.url}: {exc}"
             logger.warning("%s: %s", replica.key, replica.last_error)
         finally:

@@ -320,9 +320,13 @@ def decode(data):
             pass
 
 
+async def handle(session, data):
+    hub.clients.on_client_frame(session, data, False)
+
+
 def route(data):
     session = Session()
-    loop.run_until_complete(hub.clients.on_client_frame(session, data))
+    loop.run_until_complete(handle(session, data))
     try:
         kind = protocol.decode_header_only(data).get("type")
     except ProtocolError:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from main_backend.outbox import Outbox
@@ -37,12 +35,3 @@ def test_a_frame_larger_than_the_budget_goes_alone() -> None:
     box.put_data(b"y" * 100)
     with pytest.raises(OverloadedError):
         box.put_data(b"z")
-
-
-async def test_the_writer_waits_for_a_frame_without_polling() -> None:
-    box = Outbox(max_data_bytes=100)
-    getter = asyncio.create_task(box.get())
-    await asyncio.sleep(0.01)
-    assert not getter.done()
-    box.put_data(b"late")
-    assert await asyncio.wait_for(getter, 1) == b"late"
