@@ -64,7 +64,7 @@ class ClientProxy:
         if not isinstance(kind, str):
             kind = repr(kind)[:40]  # a list or an object as "type": unknown, and unhashable
         if kind == "inference_request":
-            self._on_request(session, obj, payload, frame if payload is None else None)
+            self._on_request(session, obj, payload)
         elif kind == "health_check":
             session.send(orjson.dumps(self.hub_pong(obj.get("request_id"))))
         elif kind == "cancel":
@@ -91,9 +91,7 @@ class ClientProxy:
             "backends": {n: r.state.state.value for n, r in self.runtimes.items()},
         }
 
-    def _on_request(
-        self, session: ClientSession, obj: dict[str, Any], payload: memoryview | None, raw: bytes | None
-    ) -> None:
+    def _on_request(self, session: ClientSession, obj: dict[str, Any], payload: memoryview | None) -> None:
         req = protocol.fast_request_header(obj)
         if req is None:  # invalid: let the model say precisely why
             try:
@@ -157,7 +155,6 @@ class ClientProxy:
                 client_id=req.request_id,
                 received_at=received_at,
                 captured_at=req.captured_at,
-                raw=raw,
             )
 
     def _on_cancel(self, session: ClientSession, client_id: Any) -> None:

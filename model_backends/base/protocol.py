@@ -213,12 +213,23 @@ def parse_json(frame: str | bytes | memoryview, max_depth: int = MAX_JSON_DEPTH)
 
 
 def _may_be_deeper(frame: str | bytes | memoryview, limit: int) -> bool:
-    """Cheap bound (C-speed counts): a frame with few brackets cannot nest deeper than their number."""
+    """Cheap bound: a frame with few brackets cannot nest deeper than their number.
+
+    Counted with ``find`` (memchr, a few µs for a 64 KB base64 image; ``count`` walks byte by
+    byte, 40 µs), and only up to ``limit``: past it the caller measures the real depth.
+    """
     if isinstance(frame, memoryview):
         frame = bytes(frame)  # a binary envelope's header: small
-    if isinstance(frame, str):
-        return frame.count("[") + frame.count("{") > limit
-    return frame.count(b"[") + frame.count(b"{") > limit
+    brackets: tuple[str, str] | tuple[bytes, bytes] = ("[", "{") if isinstance(frame, str) else (b"[", b"{")
+    seen = 0
+    for bracket in brackets:
+        at = frame.find(bracket)  # type: ignore[arg-type]  # str with str, bytes with bytes
+        while at >= 0:
+            seen += 1
+            if seen > limit:
+                return True
+            at = frame.find(bracket, at + 1)  # type: ignore[arg-type]
+    return False
 
 
 def _depth_exceeds(obj: Any, limit: int) -> bool:
@@ -402,33 +413,4 @@ def splice_answer(raw: bytes, hub_id: str, fields: bytes) -> bytes | None:
     return b"".join((raw[: type_end + 1], b",", fields, raw[type_end + 1 + len(marker) :]))
 
 
-def splice_request_id(raw: bytes, request_id: str, new_id: str) -> bytes | None:
-    """``raw`` (a JSON request whose top-level ``request_id`` is ``request_id``) with that value
-    replaced by ``new_id``, every other byte untouched: a large payload (base64 image, long
-    prompt) is not decoded into objects and encoded again.
-
-    Returns None, and the caller re-encodes, unless the top-level pair is found for certain:
-    the key ``"request_id"`` occurs once in ``raw`` and no ``\\u`` escape is present (so that
-    one occurrence is the top-level key, not an escaped spelling of it elsewhere), and its value
-    is written as orjson writes it.
-    """
-    key = b'"request_id"'
-    at = raw.find(key)
-    if at < 0 or raw.find(key, at + 1) >= 0 or b"\\u" in raw:
-        return None
-    pos = at + len(key)
-    while raw[pos : pos + 1] in _JSON_SPACE:
-        pos += 1
-    if raw[pos : pos + 1] != b":":
-        return None
-    pos += 1
-    while raw[pos : pos + 1] in _JSON_SPACE:
-        pos += 1
-    old = orjson.dumps(request_id)
-    if raw[pos : pos + len(old)] != old:
-        return None
-    return b"".join((raw[:pos], orjson.dumps(new_id), raw[pos + len(old) :]))
-
-
-_JSON_SPACE = (b" ", b"\t", b"\n", b"\r")
 _EMPTY: dict[str, Any] = {}

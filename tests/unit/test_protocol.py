@@ -136,41 +136,28 @@ def test_an_answer_in_another_shape_is_left_to_the_caller(raw: bytes) -> None:
     assert protocol.splice_answer(raw, "h1f", b'"request_id":"x"') is None
 
 
-def test_a_request_is_forwarded_with_only_its_request_id_spliced() -> None:
-    raw = b'{"type":"inference_request", "request_id" : "cam-7","data":{"image":"aGk=","t":1.50},"model":"m"}'
-    spliced = protocol.splice_request_id(raw, "cam-7", "h1f")
-    assert spliced == b'{"type":"inference_request", "request_id" : "h1f","data":{"image":"aGk=","t":1.50},"model":"m"}'
-    assert orjson.loads(spliced)["request_id"] == "h1f"
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        # the key's text elsewhere too: which one is the top-level key is not certain
-        b'{"data":{"k":"request_id"},"request_id":"r"}',
-        b'{"data":{"request_id":"r"},"request_id":"r"}',
-        # an escaped spelling of the key: the plain one found may be another's
-        b'{"request\\u005fid":"r","data":{"x":"\\"request_id"}}',
-        b'{"request_id":"r","data":{"x":"caf\\u00e9"}}',
-        # the value written otherwise than orjson writes it
-        b'{"request_id":"\\u0072"}',
-    ],
-)
-def test_a_request_whose_request_id_is_not_certain_to_be_found_is_left_to_the_caller(raw: bytes) -> None:
-    assert protocol.splice_request_id(raw, "r", "h1") is None
-
-
-@given(st.dictionaries(st.text(max_size=12), st.text(max_size=12), max_size=4), st.text(min_size=1, max_size=12))
-def test_a_spliced_request_parses_to_the_same_object_with_the_new_id(data: dict[str, str], rid: str) -> None:
-    obj = {"type": "inference_request", "data": data, "request_id": rid}
-    spliced = protocol.splice_request_id(orjson.dumps(obj), rid, "h9")
-    if spliced is not None:
-        assert orjson.loads(spliced) == {**obj, "request_id": "h9"}
-
-
 def test_captured_at_is_a_checked_header_field() -> None:
     base = {"type": "inference_request", "request_id": "r", "model": "m", "data": {}}
     assert protocol.fast_request_header({**base, "captured_at": 1764600000.25}).captured_at == 1764600000.25  # type: ignore[union-attr]
     assert protocol.fast_request_header({**base, "captured_at": "now"}) is None
     with pytest.raises(ValidationError, match="captured_at"):
         protocol.InferenceRequest.model_validate({**base, "captured_at": -1})
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_a_message_as_deep_as_the_limit_allows_is_parsed(as_text: bool) -> None:
+    frame = '{"request_id":"ok","x":' + '[{"k":' * 63 + "[0]" + "}]" * 63 + "}"  # 128 levels
+    assert protocol.parse_json(frame if as_text else frame.encode())["request_id"] == "ok"
+
+
+@pytest.mark.parametrize("as_text", [False, True])
+def test_a_message_one_level_too_deep_is_refused_with_its_request_id(as_text: bool) -> None:
+    frame = '{"request_id":"deep","x":' + '[{"k":' * 64 + "0" + "}]" * 64 + "}"  # 129 levels
+    with pytest.raises(ProtocolError, match="deeper than 128") as refused:
+        protocol.parse_json(frame if as_text else frame.encode())
+    assert refused.value.request_id == "deep"
+
+
+def test_many_brackets_that_do_not_nest_are_not_refused() -> None:
+    frame = orjson.dumps({"request_id": "wide", "rows": [{"x": [i]} for i in range(1000)]})
+    assert len(protocol.parse_json(frame)["rows"]) == 1000
