@@ -96,7 +96,9 @@ class ClientSocket(picows.WSListener):
 
     def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
         kind = frame.msg_type
-        if kind is picows.WSMsgType.TEXT or kind is picows.WSMsgType.BINARY:
+        if kind is picows.WSMsgType.BINARY and frame.fin:  # the common cases first, inline
+            self._on_frame(frame.get_payload_as_bytes(), False)
+        elif kind is picows.WSMsgType.TEXT or kind is picows.WSMsgType.BINARY:
             if frame.fin:
                 self._deliver(frame.get_payload_as_bytes(), kind is picows.WSMsgType.TEXT)
             elif self._parts is not None:
@@ -187,7 +189,10 @@ class ClientSocket(picows.WSListener):
 
 
 class _HandedOverProtocol(WSProtocol):  # type: ignore[misc]  # WSProtocol is untyped
-    """picows' server protocol on a connection aiohttp accepted; ends aiohttp's part when it closes."""
+    """picows' server protocol on a connection aiohttp accepted; ends aiohttp's part when it closes.
+
+    Reads go straight to picows; :class:`_CountedProtocol` is the variant that counts them.
+    """
 
     def __init__(self, listener: ClientSocket, previous: Any, guard: ConnectionGuard, max_frame_size: int) -> None:
         super().__init__(
@@ -209,17 +214,21 @@ class _HandedOverProtocol(WSProtocol):  # type: ignore[misc]  # WSProtocol is un
         )
         self._previous = previous
         self._guard = guard
-        #: Count the bytes read against the guard's limit (a client not yet authenticated).
         self.counting = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._previous.connection_lost(exc)
+
+
+class _CountedProtocol(_HandedOverProtocol):
+    """For a client that has not authenticated yet: bytes read count against the guard's limit
+    while ``counting`` (a Python call per read, which header-authenticated clients do not pay)."""
 
     def buffer_updated(self, nbytes: int) -> None:
         if self.counting and not self._guard.counts_bytes(self.transport.underlying_transport, nbytes):
             return  # over its limit: the guard has aborted the connection
         super().buffer_updated(nbytes)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self._previous.connection_lost(exc)
 
 
 def hand_over(
@@ -233,7 +242,7 @@ def hand_over(
     if transport is None or transport.is_closing():
         return None
     previous = transport.get_protocol()
-    proto = _HandedOverProtocol(listener, previous, guard, max_frame_size)
+    proto = (_CountedProtocol if counting else _HandedOverProtocol)(listener, previous, guard, max_frame_size)
     proto.counting = counting
     transport.set_protocol(proto)
     proto.connection_made(transport)

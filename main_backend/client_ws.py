@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 import orjson
 from aiohttp import hdrs, web
@@ -77,7 +78,7 @@ class ClientEndpoint:
         logger.info("client %d connected from %s", session.id, peer)
         clients = hub.clients
         try:
-            socket.deliver_to(lambda frame, text: clients.on_client_frame(session, frame, text))
+            socket.deliver_to(partial(clients.on_client_frame, session))
             await socket.wait_closed()
         finally:
             hub.sessions.discard(session)

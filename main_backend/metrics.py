@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from main_backend.backend_runtime import BackendRuntime
 from main_backend.placement.replica_link import ReplicaSetLink
@@ -14,6 +18,44 @@ from main_backend.state import BackendState
 from main_backend.stream_stats import StreamStats
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class RequestFigures(Collector):
+    """``hub_requests_total`` and ``hub_request_latency_seconds``: counted in plain numbers on each
+    request (prometheus_client's own metrics take a lock per update; the hub updates them from
+    its one event-loop thread) and turned into metric families at scrape time."""
+
+    def __init__(self, buckets: Sequence[float]) -> None:
+        self._buckets = list(buckets)
+        self.counts: dict[tuple[str, str], int] = {}
+        #: model -> counts per bucket (the last one: +Inf), then the sum of the seconds.
+        self._latency: dict[str, list[float]] = {}
+
+    def finished(self, model: str, outcome: str, seconds: float) -> None:
+        key = (model, outcome)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        if outcome == "ok":
+            figures = self._latency.get(model)
+            if figures is None:
+                figures = self._latency[model] = [0.0] * (len(self._buckets) + 2)
+            figures[bisect_left(self._buckets, seconds)] += 1  # the first bucket whose bound is >= seconds
+            figures[-1] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "hub_requests", "Requests finished, by backend and outcome", labels=["model", "outcome"]
+        )
+        for (model, outcome), count in self.counts.items():
+            requests.add_metric([model, outcome], count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "hub_request_latency_seconds", "Hub-side latency of successful requests", labels=["model"]
+        )
+        bounds = [*map(floatToGoString, self._buckets), "+Inf"]
+        for model, figures in self._latency.items():
+            cumulative = list(accumulate(figures[:-1]))
+            latency.add_metric([model], list(zip(bounds, cumulative, strict=True)), sum_value=figures[-1])
+        yield latency
 
 
 class HubMetrics:
@@ -32,16 +74,8 @@ class HubMetrics:
         self._clients = clients
         self._uptime = uptime
         r = self.registry
-        self.requests = Counter(
-            "hub_requests", "Requests finished, by backend and outcome", ["model", "outcome"], registry=r
-        )
-        self.latency = Histogram(
-            "hub_request_latency_seconds",
-            "Hub-side latency of successful requests",
-            ["model"],
-            buckets=_BUCKETS,
-            registry=r,
-        )
+        self.requests = RequestFigures(_BUCKETS)
+        r.register(self.requests)
         self.model_loads = Counter("hub_model_loads", "Model loads", ["model"], registry=r)
         self.model_unloads = Counter("hub_model_unloads", "Model unloads", ["model", "reason"], registry=r)
         self.backend_restarts = Counter("hub_backend_restarts", "Backend process restarts", ["model"], registry=r)
@@ -78,24 +112,13 @@ class HubMetrics:
         self.clients_gauge = Gauge("hub_clients", "Connected WebSocket clients", registry=r)
         self.uptime_gauge = Gauge("hub_uptime_seconds", "Seconds since the hub started", registry=r)
         self.replica_metrics = ReplicaMetrics(r)
-        self._request_counters: dict[tuple[str, str], Any] = {}
-        self._latency_children: dict[str, Any] = {}
 
     # Observer protocol of the router
     def request_started(self, runtime: BackendRuntime) -> None:
         pass
 
     def request_finished(self, runtime: BackendRuntime, outcome: str, seconds: float) -> None:
-        key = (runtime.name, outcome)
-        counter = self._request_counters.get(key)
-        if counter is None:  # labels() takes a lock and builds a key: do it once per label set
-            counter = self._request_counters[key] = self.requests.labels(*key)
-        counter.inc()
-        if outcome == "ok":
-            histogram = self._latency_children.get(runtime.name)
-            if histogram is None:
-                histogram = self._latency_children[runtime.name] = self.latency.labels(runtime.name)
-            histogram.observe(seconds)
+        self.requests.finished(runtime.name, outcome, seconds)
 
     def render(self) -> bytes:
         self._refresh()

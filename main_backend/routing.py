@@ -267,7 +267,7 @@ class Router:
                 "answered": time.time(),
             }
         frame = None
-        if raw is not None and pending.session is not None and not any(k in obj for k in fields if k != "request_id"):
+        if raw is not None and pending.session is not None and obj.keys().isdisjoint(_SPLICED_FIELDS):
             frame = protocol.splice_answer(raw, hub_id, orjson.dumps(fields)[1:-1])  # type: ignore[arg-type]
         obj.update(fields)
         if kind == "inference_response" and obj.get("done") is False:
@@ -407,5 +407,7 @@ def _backend_frame(obj: dict[str, Any], payload: memoryview | None, hub_id: str)
     return protocol.join_envelope(out, payload)
 
 
+#: The fields the hub adds to an answer besides request_id: spliced only into an answer that has none.
+_SPLICED_FIELDS = frozenset({"model", "captured_at", "hub_times"})
 #: Outcomes that end a request without the backend having failed it.
 _NOT_ERRORS = frozenset({"superseded", "cancelled", "client_gone"})

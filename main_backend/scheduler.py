@@ -59,7 +59,8 @@ class Scheduler:
         #: pong says), so a newer frame waits here, where it can supersede, not in the backend.
         self.stream_in_flight = 1
         self._stream_counts: dict[str, int] = {}
-        self._heap: list[Job] = []
+        #: (priority, seq, job): tuples compare in C; the Job's own ordering would call Python.
+        self._heap: list[tuple[int, int, Job]] = []
         self._queued: dict[str, Job] = {}
         self._by_stream: dict[str, Job] = {}
         self._in_flight: dict[str, Job] = {}
@@ -111,7 +112,7 @@ class Scheduler:
                 retry_after=0.5,
             )
         job = Job(priority, next(self._seq), hub_id, frame, stream_id, self._clock(), owner)
-        heapq.heappush(self._heap, job)
+        heapq.heappush(self._heap, (priority, job.seq, job))
         self._queued[hub_id] = job
         if stream_id is not None and self.latest_frame_wins:
             self._by_stream[stream_id] = job
@@ -122,7 +123,7 @@ class Scheduler:
         held: list[Job] = []  # frames of streams that have their fill in flight: they wait
         try:
             while self._heap:
-                job = self._heap[0]
+                job = self._heap[0][2]
                 if job.removed:
                     heapq.heappop(self._heap)
                     continue
@@ -138,7 +139,7 @@ class Scheduler:
             return None
         finally:
             for job in held:
-                heapq.heappush(self._heap, job)
+                heapq.heappush(self._heap, (job.priority, job.seq, job))
 
     def _stream_full(self, stream_id: str) -> bool:
         """Latest-frame-wins streams get at most ``stream_in_flight`` frames in flight."""

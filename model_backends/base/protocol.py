@@ -218,6 +218,8 @@ def _may_be_deeper(frame: str | bytes | memoryview, limit: int) -> bool:
     Counted with ``find`` (memchr, a few µs for a 64 KB base64 image; ``count`` walks byte by
     byte, 40 µs), and only up to ``limit``: past it the caller measures the real depth.
     """
+    if len(frame) <= limit:  # fewer characters than the limit: fewer brackets too
+        return False
     if isinstance(frame, memoryview):
         frame = bytes(frame)  # a binary envelope's header: small
     brackets: tuple[str, str] | tuple[bytes, bytes] = ("[", "{") if isinstance(frame, str) else (b"[", b"{")
