@@ -193,7 +193,10 @@ class BackendLink:
         Raises ``BackendUnavailableError`` if the link is down, ``OverloadedError`` when the
         frames already waiting for this backend's socket exceed ``send_queue_bytes``.
         """
-        self._connection_or_raise().send_data(frame.encode() if isinstance(frame, str) else frame)
+        ws = self._ws
+        if ws is None or ws.closed:
+            raise BackendUnavailableError(f"backend {self.name!r} is not connected")
+        ws.send_data(frame.encode() if isinstance(frame, str) else frame)
 
     def send_control(self, frame: bytes) -> None:
         """Send a control frame: it goes before every data frame still waiting."""
@@ -328,8 +331,10 @@ class _Connection(picows.WSListener):
     def send_data(self, frame: bytes) -> None:
         if self._paused or self.outbox:
             self.outbox.put_data(frame)
-        else:
-            self._write(frame)
+        else:  # the common case, inline: a request goes out within the callback that read it
+            assert self._transport is not None
+            kind = picows.WSMsgType.TEXT if frame[:1] == b"{" else picows.WSMsgType.BINARY
+            self._transport.send(kind, frame)
 
     def send_control(self, frame: bytes) -> None:
         if self._paused or self.outbox:
