@@ -222,6 +222,7 @@ class Hub:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), *self._background, return_exceptions=True)
+        self.router.close()
         await self.placements.close()
         await self.state.close()
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 from main_backend.backend_runtime import BackendRuntime
+from main_backend.deadlines import Deadlines
 from main_backend.sessions import ClientSession
 from main_backend.state import COMING_UP, BackendState
 from main_backend.stream_stats import StreamStats
@@ -50,7 +51,6 @@ class Pending:
     runtime: BackendRuntime
     started: float
     timeout: float
-    timer: asyncio.TimerHandle | None = None
     on_message: Callable[[dict[str, Any]], None] | None = None
     stream_id: str | None = None
     #: Wall-clock times (seconds since the epoch) every answer reports in ``hub_times``.
@@ -74,6 +74,7 @@ class Router:
         self.streams = streams or StreamStats()
         self._observer = observer
         self._pending: dict[str, Pending] = {}
+        self._deadlines = Deadlines(self._expire)
         self._ids = itertools.count(1)
         self.gate: DispatchGate | None = None
         #: Called on each final inference_response (e.g. the dashboard).
@@ -105,8 +106,7 @@ class Router:
             pending = self._pending.pop(hub_id, None)
             if pending is None:
                 continue
-            if pending.timer is not None:
-                pending.timer.cancel()
+            self._deadlines.disarm(hub_id)
             job = pending.runtime.scheduler.finish(hub_id)
             if job is not None and job.dispatched_at is not None:
                 self._cancel_on_backend(pending)
@@ -176,7 +176,7 @@ class Router:
         self._pending[hub_id] = pending
         if session is not None:
             session.pending[hub_id] = pending
-        pending.timer = asyncio.get_running_loop().call_later(pending.timeout, self._expire, hub_id)
+        self._deadlines.arm(hub_id, pending.timeout)
         runtime.requests += 1
         runtime.last_used = time.monotonic()
         self._observer.request_started(runtime)
@@ -271,9 +271,7 @@ class Router:
             frame = protocol.splice_answer(raw, hub_id, orjson.dumps(fields)[1:-1])  # type: ignore[arg-type]
         obj.update(fields)
         if kind == "inference_response" and obj.get("done") is False:
-            if pending.timer is not None:  # a streaming answer is alive: restart its deadline
-                pending.timer.cancel()
-                pending.timer = asyncio.get_running_loop().call_later(pending.timeout, self._expire, pending.hub_id)
+            self._deadlines.arm(pending.hub_id, pending.timeout)  # a streaming answer is alive: restart its deadline
             self._deliver(pending, obj, frame)
             return
         if kind == "inference_response" and pending.stream_id is not None:
@@ -324,7 +322,6 @@ class Router:
         pending = self._pending.get(hub_id)
         if pending is None:
             return
-        pending.timer = None
         msg = protocol.error_message(
             pending.client_id,
             f"no answer from {pending.runtime.name!r} within {pending.timeout:g}s",
@@ -347,8 +344,7 @@ class Router:
     ) -> None:
         if self._pending.pop(pending.hub_id, None) is None:
             return
-        if pending.timer is not None:
-            pending.timer.cancel()
+        self._deadlines.disarm(pending.hub_id)
         if pending.session is not None:
             pending.session.pending.pop(pending.hub_id, None)
         runtime = pending.runtime
@@ -381,6 +377,10 @@ class Router:
             pending.on_message(obj)
         elif pending.session is not None:
             pending.session.send(frame if frame is not None else orjson.dumps(obj))
+
+    def close(self) -> None:
+        """Stop the deadline timer (the hub is stopping; every request has been answered)."""
+        self._deadlines.close()
 
     def _cancel_on_backend(self, pending: Pending) -> None:
         link = pending.runtime.link
