@@ -43,7 +43,7 @@ class DispatchGate(Protocol):
     def on_submit(self, runtime: BackendRuntime) -> None: ...
 
 
-@dataclass
+@dataclass(slots=True)
 class Pending:
     hub_id: str
     session: ClientSession | None

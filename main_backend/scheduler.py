@@ -20,7 +20,7 @@ from model_backends.base.errors import OverloadedError
 INTERACTIVE_MAX = 4
 
 
-@dataclass(order=True)
+@dataclass(order=True, slots=True)
 class Job:
     """One request for one backend, as the hub tracks it."""
 
