@@ -101,6 +101,10 @@ class Result:
 
 
 # ---------------------------------------------------------------------------------------- building
+#: rounds of n concurrent requests per row (one round alone was noisy: 0.48-0.77x across runs)
+CONCURRENT_ROUNDS = 3
+
+
 def build_model(preset: str, dest: Path, device: str) -> Path | None:
     """Write a random-weight Idefics3 folder for ``preset`` (initialised on ``device``); None: the default model."""
     if preset == "smollm2":
@@ -461,7 +465,7 @@ async def _measure_backend(
         results.append(res)
     for n in batches:
         res = Result(preset, f"backend, {n} concurrent")
-        await _rounds(res, n, 1, lambda rid, r=res: _stream_one(url, rid, data, r))
+        await _rounds(res, n, CONCURRENT_ROUNDS, lambda rid, r=res: _stream_one(url, rid, data, r))
         gpu = (await _pong(url)).get("memory", {}).get("gpu_bytes")
         res.gpu_mb = gpu / 2**20 if gpu else None
         results.append(res)
@@ -561,7 +565,7 @@ async def _measure_gateway(preset: str, port: int, max_tokens: int, batches: lis
     results.append(res)
     for n in batches:
         res = Result(preset, f"hub gateway (SSE), {n} concurrent")
-        await _rounds(res, n, 1, lambda _rid, r=res: _sse_one(port, body, r))
+        await _rounds(res, n, CONCURRENT_ROUNDS, lambda _rid, r=res: _sse_one(port, body, r))
         results.append(res)
     return results
 

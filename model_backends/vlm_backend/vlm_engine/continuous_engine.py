@@ -52,7 +52,7 @@ class EngineConfig:
     prefill_tokens: int = 8192
     prefill_rows: int = 8
     #: how long a waiting request may be held back for others still being prepared, to share one prefill
-    gather_s: float = 0.015
+    gather_s: float = 0.03
 
 
 @dataclass
