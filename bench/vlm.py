@@ -261,6 +261,8 @@ def in_process(preset: str, folder: Path | None, device: str, max_tokens: int, b
         results.append(res)
     if device.startswith("cuda"):
         results += _static_generate(ip, preset, batches[0], image=image)
+    if ip.device.startswith("cuda"):  # the same engine without fused kernels first (fusing patches the model)
+        results += _engine_in_process(ip, preset, batches, image=image, fused=False)
     results += _engine_in_process(ip, preset, batches, image=image)
     del ip
     _free(device)
@@ -287,15 +289,19 @@ def _static_generate(ip: _InProcess, preset: str, batch: int, *, image: bool) ->
     return results
 
 
-def _engine_in_process(ip: _InProcess, preset: str, batches: list[int], *, image: bool) -> list[Result]:
+def _engine_in_process(
+    ip: _InProcess, preset: str, batches: list[int], *, image: bool, fused: bool = True
+) -> list[Result]:
     """The backend's continuous engine without the backend around it (prompts prepared beforehand)."""
     from model_backends.vlm_backend.vlm_engine.continuous_engine import ContinuousEngine, EngineConfig
     from model_backends.vlm_backend.vlm_engine.prompt_prep import PromptPreparer
 
-    engine = ContinuousEngine(ip.loaded, EngineConfig(max_batch=max(batches)))
+    engine = ContinuousEngine(ip.loaded, EngineConfig(max_batch=max(batches), fused=fused))
+    label = "in-process engine" if fused else "in-process engine, unfused"
     t0 = time.perf_counter()
     engine.load()
     load_s = time.perf_counter() - t0
+    print(f"[{preset}] {label}: load {load_s:.1f} s, fused {engine.fused}", flush=True)
     data = _chat_data(ip.max_tokens, image=image)
     request = parse_chat_request(data)
     prompt = PromptPreparer(ip.loaded).prepare(request)
@@ -309,7 +315,10 @@ def _engine_in_process(ip: _InProcess, preset: str, batches: list[int], *, image
     def run(res: Result, n: int) -> None:
         started = time.perf_counter()
         with ThreadPoolExecutor(n) as readers:  # one reader each, as the backend's request threads
-            futures = [readers.submit(read, engine.submit(request, prompt, lambda: False), started) for _ in range(n)]
+            with engine.arriving():  # as the backend does while requests are prepared: one prefill for all
+                futures = [
+                    readers.submit(read, engine.submit(request, prompt, lambda: False), started) for _ in range(n)
+                ]
             for future in futures:
                 _account(res, started, *future.result())
         res.wall_s += time.perf_counter() - started
@@ -319,13 +328,13 @@ def _engine_in_process(ip: _InProcess, preset: str, batches: list[int], *, image
     results = []
     for n in [1, *batches]:
         before = dict(engine.seconds), engine.steps
-        res = Result(preset, f"in-process engine, {n} at once", load_s=load_s if n == 1 else None)
+        res = Result(preset, f"{label}, {n} at once", load_s=load_s if n == 1 else None)
         for _ in range(3 if n == 1 else 1):
             run(res, n)
         res.gpu_mb = _peak_gpu_mb(ip.device)
         steps = engine.steps - before[1]
         split = ", ".join(f"{k} {(v - before[0][k]) * 1000 / max(steps, 1):.2f}" for k, v in engine.seconds.items())
-        print(f"[{preset}] engine, {n} at once: {steps} steps; ms per step: {split}", flush=True)
+        print(f"[{preset}] {label}, {n} at once: {steps} steps; ms per step: {split}", flush=True)
         results.append(res)
     engine.unload()
     return results
@@ -554,6 +563,9 @@ async def _measure_gateway(preset: str, port: int, max_tokens: int, batches: lis
         "model": "vlm",
         "messages": data["messages"],
         "max_tokens": max_tokens,
+        # greedy, as the backend rows: at OpenAI's default temperature 1 the random-weight models sample
+        # their zeroed special tokens (EOS among them) and most answers ended after a token or two
+        "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
     }

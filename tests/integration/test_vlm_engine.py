@@ -128,3 +128,13 @@ def test_image_requests_arriving_together_are_preprocessed_in_one_call_with_the_
     assert all(case["same_as_alone"])  # the same token ids and image tensors as prepared one by one
     assert len(set(case["lengths"])) > 1  # different prompt lengths: padding was stripped per row
     assert all(isinstance(text, str) for text in case["answers"])
+
+
+def test_fused_kernel_routing_covers_every_layer_and_keeps_the_logits(report: dict[str, Any]) -> None:
+    case = report["fused_routing"]
+
+    # the tiny model's decoder: RMSNorms (two per layer and the last), gated SiLU MLPs, rotary attention
+    assert case["counts"]["rms_norm"] >= 3
+    assert case["counts"]["mlp"] >= 1
+    assert case["counts"]["rotary"] >= 1
+    assert case["max_diff"] <= 1e-3 * max(case["scale"], 1.0)

@@ -229,6 +229,26 @@ def batched_preparing(h: Harness, image_url: str) -> dict[str, Any]:
     }
 
 
+def fused_routing(folder: str, image_url: str) -> dict[str, Any]:
+    """The fused-kernel routing on a second copy of the model (traced, not compiled, on a CPU): same logits."""
+    from model_backends.vlm_backend.vlm_engine.fused_kernels import fuse_decoder
+
+    loaded = load_model(folder, "cpu")
+    h = Harness.__new__(Harness)
+    h.loaded = loaded
+    request = h.request("Describe it.", image=image_url)
+    prompt = PromptPreparer(loaded).prepare(request)
+
+    def logits() -> torch.Tensor:
+        with torch.inference_mode():
+            return loaded.model(input_ids=prompt.input_ids, **prompt.extras).logits[0, -1].float()
+
+    before = logits()
+    counts = fuse_decoder(loaded.model.get_decoder(), "cpu", backend="eager")
+    after = logits()
+    return {"counts": counts, "max_diff": float((before - after).abs().max()), "scale": float(before.abs().max())}
+
+
 def main() -> None:
     torch.manual_seed(0)
     folder = sys.argv[1]
@@ -240,6 +260,7 @@ def main() -> None:
     report["controls"] = controls(h)
     report["gathering"] = gathering(h)
     report["batched_preparing"] = batched_preparing(h, image_url)
+    report["fused_routing"] = fused_routing(folder, image_url)
     report["threads"] = [t.name for t in threading.enumerate()]
     h.engine.unload()
     print(json.dumps(report))
