@@ -125,6 +125,8 @@ class ContinuousEngine:
         self._step = DecodeStep(self._decoder, self._head, self._kv, device=self.device, graphs=cfg.graphs)
         logger.info("static KV cache: %d slots x %d positions, %.0f MB", cfg.max_batch, max_len, self._kv.nbytes / 1e6)
         with torch.inference_mode():
+            if self.fused:
+                self._warm_prefill()  # the fused kernels compile their prefill shapes now, not at a first request
             seconds = self._step.warm_up(progress)
         if seconds:
             logger.info("decode graphs captured in %.1f s", seconds)
@@ -289,6 +291,14 @@ class ContinuousEngine:
             **model_extras,
         )
         return self._head(out.last_hidden_state[:, -1]).float()
+
+    def _warm_prefill(self) -> None:
+        """Prefill throwaway prompts of one and of two rows (slots are rewritten by their next owners)."""
+        for rows in (1, 2):
+            ids = torch.full((rows, 8), self._pad, dtype=torch.long)
+            self._prefill_forward(ids, [0] * rows, {}, list(range(rows)))
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize(self.device)
 
     # ------------------------------------------------------------------ decode
     def _decode(self) -> None:
