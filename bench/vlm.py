@@ -481,6 +481,29 @@ async def _measure_backend(
     return results
 
 
+def restarts(preset: str, folder: Path | None, device: str, count: int, workdir: Path, cache: Path) -> None:
+    """Start the backend ``count`` times on one compile cache: the first start fills it, later ones reuse it."""
+    for i in range(count):
+        port = _free_port()
+        cmd = [sys.executable, "main.py", "--port", str(port), "--eager", "--device", device, "--log-level", "INFO"]
+        if folder is not None:
+            cmd += ["--model-path", str(folder)]
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
+        started = time.perf_counter()
+        with (workdir / f"restart-{preset}-{i}.log").open("wb") as log:
+            proc = subprocess.Popen(cmd, cwd=VLM_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            first_pong = asyncio.run(_wait_loaded(f"ws://127.0.0.1:{port}", proc, timeout=900))
+            loaded = time.perf_counter() - started
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        note = "empty compile cache" if i == 0 else "compile cache filled"
+        print(
+            f"[{preset}] start {i + 1} ({note}): first pong {first_pong:.2f} s, model loaded {loaded:.2f} s", flush=True
+        )
+
+
 # ---------------------------------------------------------------------------------------- hub gateway
 def through_hub(
     preset: str, backend_port: int, max_tokens: int, batches: list[int], workdir: Path, image: bool
@@ -630,6 +653,9 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["in-process", "backend"], help="parts not to run")
     parser.add_argument("--workdir", type=Path, default=None, help="where model folders go (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement here")
+    parser.add_argument(
+        "--restarts", type=int, default=0, help="only start the backend this many times on one compile cache, timed"
+    )
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vlm-bench-"))
@@ -642,6 +668,9 @@ def main() -> None:
     )
     for preset in args.preset:
         folder = build_model(preset, workdir / preset, args.device)
+        if args.restarts:
+            restarts(preset, folder, args.device, args.restarts, workdir, workdir / "compile-cache")
+            continue
         image = preset != "smollm2"
         if "in-process" not in args.skip:
             results += in_process(preset, folder, args.device, args.max_tokens, args.concurrency)

@@ -115,6 +115,7 @@ class ContinuousEngine:
         max_len = min(cfg.max_len, int(limit))
         dtype = self._head.weight.dtype
         self._kv = SlotKV(kv_shape_of(self._decoder.config), cfg.max_batch, max_len, dtype=dtype, device=self.device)
+        fusing = time.perf_counter()
         if cfg.fused and fused_kernels.available(self.device):
             if progress is not None:
                 progress("compiling fused kernels (cached on disk for the next start)")
@@ -127,6 +128,7 @@ class ContinuousEngine:
         with torch.inference_mode():
             if self.fused:
                 self._warm_prefill()  # the fused kernels compile their prefill shapes now, not at a first request
+                logger.info("fused kernels ready in %.1f s", time.perf_counter() - fusing)
             seconds = self._step.warm_up(progress)
         if seconds:
             logger.info("decode graphs captured in %.1f s", seconds)
