@@ -101,6 +101,10 @@ class Result:
 
 
 # ---------------------------------------------------------------------------------------- building
+#: rounds of n concurrent requests per row (one round alone was noisy: 0.48-0.77x across runs)
+CONCURRENT_ROUNDS = 3
+
+
 def build_model(preset: str, dest: Path, device: str) -> Path | None:
     """Write a random-weight Idefics3 folder for ``preset`` (initialised on ``device``); None: the default model."""
     if preset == "smollm2":
@@ -257,6 +261,8 @@ def in_process(preset: str, folder: Path | None, device: str, max_tokens: int, b
         results.append(res)
     if device.startswith("cuda"):
         results += _static_generate(ip, preset, batches[0], image=image)
+    if ip.device.startswith("cuda"):  # the same engine without fused kernels first (fusing patches the model)
+        results += _engine_in_process(ip, preset, batches, image=image, fused=False)
     results += _engine_in_process(ip, preset, batches, image=image)
     del ip
     _free(device)
@@ -283,15 +289,19 @@ def _static_generate(ip: _InProcess, preset: str, batch: int, *, image: bool) ->
     return results
 
 
-def _engine_in_process(ip: _InProcess, preset: str, batches: list[int], *, image: bool) -> list[Result]:
+def _engine_in_process(
+    ip: _InProcess, preset: str, batches: list[int], *, image: bool, fused: bool = True
+) -> list[Result]:
     """The backend's continuous engine without the backend around it (prompts prepared beforehand)."""
     from model_backends.vlm_backend.vlm_engine.continuous_engine import ContinuousEngine, EngineConfig
     from model_backends.vlm_backend.vlm_engine.prompt_prep import PromptPreparer
 
-    engine = ContinuousEngine(ip.loaded, EngineConfig(max_batch=max(batches)))
+    engine = ContinuousEngine(ip.loaded, EngineConfig(max_batch=max(batches), fused=fused))
+    label = "in-process engine" if fused else "in-process engine, unfused"
     t0 = time.perf_counter()
     engine.load()
     load_s = time.perf_counter() - t0
+    print(f"[{preset}] {label}: load {load_s:.1f} s, fused {engine.fused}", flush=True)
     data = _chat_data(ip.max_tokens, image=image)
     request = parse_chat_request(data)
     prompt = PromptPreparer(ip.loaded).prepare(request)
@@ -305,7 +315,10 @@ def _engine_in_process(ip: _InProcess, preset: str, batches: list[int], *, image
     def run(res: Result, n: int) -> None:
         started = time.perf_counter()
         with ThreadPoolExecutor(n) as readers:  # one reader each, as the backend's request threads
-            futures = [readers.submit(read, engine.submit(request, prompt, lambda: False), started) for _ in range(n)]
+            with engine.arriving():  # as the backend does while requests are prepared: one prefill for all
+                futures = [
+                    readers.submit(read, engine.submit(request, prompt, lambda: False), started) for _ in range(n)
+                ]
             for future in futures:
                 _account(res, started, *future.result())
         res.wall_s += time.perf_counter() - started
@@ -315,13 +328,13 @@ def _engine_in_process(ip: _InProcess, preset: str, batches: list[int], *, image
     results = []
     for n in [1, *batches]:
         before = dict(engine.seconds), engine.steps
-        res = Result(preset, f"in-process engine, {n} at once", load_s=load_s if n == 1 else None)
+        res = Result(preset, f"{label}, {n} at once", load_s=load_s if n == 1 else None)
         for _ in range(3 if n == 1 else 1):
             run(res, n)
         res.gpu_mb = _peak_gpu_mb(ip.device)
         steps = engine.steps - before[1]
         split = ", ".join(f"{k} {(v - before[0][k]) * 1000 / max(steps, 1):.2f}" for k, v in engine.seconds.items())
-        print(f"[{preset}] engine, {n} at once: {steps} steps; ms per step: {split}", flush=True)
+        print(f"[{preset}] {label}, {n} at once: {steps} steps; ms per step: {split}", flush=True)
         results.append(res)
     engine.unload()
     return results
@@ -461,11 +474,34 @@ async def _measure_backend(
         results.append(res)
     for n in batches:
         res = Result(preset, f"backend, {n} concurrent")
-        await _rounds(res, n, 1, lambda rid, r=res: _stream_one(url, rid, data, r))
+        await _rounds(res, n, CONCURRENT_ROUNDS, lambda rid, r=res: _stream_one(url, rid, data, r))
         gpu = (await _pong(url)).get("memory", {}).get("gpu_bytes")
         res.gpu_mb = gpu / 2**20 if gpu else None
         results.append(res)
     return results
+
+
+def restarts(preset: str, folder: Path | None, device: str, count: int, workdir: Path, cache: Path) -> None:
+    """Start the backend ``count`` times on one compile cache: the first start fills it, later ones reuse it."""
+    for i in range(count):
+        port = _free_port()
+        cmd = [sys.executable, "main.py", "--port", str(port), "--eager", "--device", device, "--log-level", "INFO"]
+        if folder is not None:
+            cmd += ["--model-path", str(folder)]
+        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
+        started = time.perf_counter()
+        with (workdir / f"restart-{preset}-{i}.log").open("wb") as log:
+            proc = subprocess.Popen(cmd, cwd=VLM_DIR, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            first_pong = asyncio.run(_wait_loaded(f"ws://127.0.0.1:{port}", proc, timeout=900))
+            loaded = time.perf_counter() - started
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        note = "empty compile cache" if i == 0 else "compile cache filled"
+        print(
+            f"[{preset}] start {i + 1} ({note}): first pong {first_pong:.2f} s, model loaded {loaded:.2f} s", flush=True
+        )
 
 
 # ---------------------------------------------------------------------------------------- hub gateway
@@ -550,6 +586,9 @@ async def _measure_gateway(preset: str, port: int, max_tokens: int, batches: lis
         "model": "vlm",
         "messages": data["messages"],
         "max_tokens": max_tokens,
+        # greedy, as the backend rows: at OpenAI's default temperature 1 the random-weight models sample
+        # their zeroed special tokens (EOS among them) and most answers ended after a token or two
+        "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
     }
@@ -561,7 +600,7 @@ async def _measure_gateway(preset: str, port: int, max_tokens: int, batches: lis
     results.append(res)
     for n in batches:
         res = Result(preset, f"hub gateway (SSE), {n} concurrent")
-        await _rounds(res, n, 1, lambda _rid, r=res: _sse_one(port, body, r))
+        await _rounds(res, n, CONCURRENT_ROUNDS, lambda _rid, r=res: _sse_one(port, body, r))
         results.append(res)
     return results
 
@@ -614,6 +653,9 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["in-process", "backend"], help="parts not to run")
     parser.add_argument("--workdir", type=Path, default=None, help="where model folders go (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="also write every measurement here")
+    parser.add_argument(
+        "--restarts", type=int, default=0, help="only start the backend this many times on one compile cache, timed"
+    )
     args = parser.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="vlm-bench-"))
@@ -626,6 +668,9 @@ def main() -> None:
     )
     for preset in args.preset:
         folder = build_model(preset, workdir / preset, args.device)
+        if args.restarts:
+            restarts(preset, folder, args.device, args.restarts, workdir, workdir / "compile-cache")
+            continue
         image = preset != "smollm2"
         if "in-process" not in args.skip:
             results += in_process(preset, folder, args.device, args.max_tokens, args.concurrency)

@@ -45,6 +45,7 @@ class VLMBackend(BaseModelBackend):
         max_context: int | None = None,
         engine: str = "static",
         graphs: bool = True,
+        fused: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -53,6 +54,7 @@ class VLMBackend(BaseModelBackend):
         self.max_context = max_context
         self.engine_name = engine
         self.graphs = graphs
+        self.fused = fused
         self._loaded: LoadedModel | None = None
         self._engine: ContinuousEngine | None = None
         self._preparer: PromptPreparer | None = None
@@ -74,7 +76,10 @@ class VLMBackend(BaseModelBackend):
         from vlm_engine.prompt_prep import PromptPreparer
 
         config = EngineConfig(
-            max_batch=batch, max_len=self.max_context or (4096 if on_gpu else 2048), graphs=self.graphs
+            max_batch=batch,
+            max_len=self.max_context or (4096 if on_gpu else 2048),
+            graphs=self.graphs,
+            fused=self.fused,
         )
         self._engine = ContinuousEngine(self._loaded, config)
         self._engine.load(progress=lambda note: logger.info("vlm: %s", note))
@@ -183,8 +188,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="static: continuous batching on a static KV cache (default); generate: batched model.generate",
     )
     parser.add_argument("--no-graphs", action="store_true", help="no CUDA graphs for the decode step")
+    parser.add_argument(
+        "--no-fused", action="store_true", help="no fused (compiled) kernels for RMSNorm, MLP and rotary on a GPU"
+    )
     parser.set_defaults(max_concurrency=None)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # what torch.compile builds (the fused kernels) survives a restart here, not in /tmp
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(__file__).resolve().parent / ".compile-cache"))
     run_backend(
         VLMBackend,
         argv,
@@ -196,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "max_context": args.max_context,
             "engine": args.engine,
             "graphs": not args.no_graphs,
+            "fused": not args.no_fused,
         },
     )
 

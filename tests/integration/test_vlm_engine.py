@@ -116,3 +116,25 @@ def test_the_engine_runs_one_generation_thread(report: dict[str, Any]) -> None:
 def test_requests_still_being_prepared_share_one_prefill(report: dict[str, Any]) -> None:
     assert report["gathering"]["prefills_gathered"] == 1
     assert report["gathering"]["prefills_plain"] >= 2  # the same arrivals with nobody preparing: no wait
+
+
+def test_image_requests_arriving_together_are_preprocessed_in_one_call_with_the_lone_result(
+    report: dict[str, Any],
+) -> None:
+    case = report["batched_preparing"]
+
+    assert case["prepared"] == 8
+    assert case["calls"] <= 3  # the first alone, the rest queued behind it in one or two calls
+    assert all(case["same_as_alone"])  # the same token ids and image tensors as prepared one by one
+    assert len(set(case["lengths"])) > 1  # different prompt lengths: padding was stripped per row
+    assert all(isinstance(text, str) for text in case["answers"])
+
+
+def test_fused_kernel_routing_covers_every_layer_and_keeps_the_logits(report: dict[str, Any]) -> None:
+    case = report["fused_routing"]
+
+    # the tiny model's decoder: RMSNorms (two per layer and the last), gated SiLU MLPs, rotary attention
+    assert case["counts"]["rms_norm"] >= 3
+    assert case["counts"]["mlp"] >= 1
+    assert case["counts"]["rotary"] >= 1
+    assert case["max_diff"] <= 1e-3 * max(case["scale"], 1.0)

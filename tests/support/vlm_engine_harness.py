@@ -189,6 +189,66 @@ def gathering(h: Harness) -> dict[str, Any]:
     return {"prefills_gathered": prefills(while_preparing), "prefills_plain": prefills(staggered)}
 
 
+def batched_preparing(h: Harness, image_url: str) -> dict[str, Any]:
+    """Image requests prepared from several threads at once share processor calls, with the lone result."""
+    texts = ["What is this?", "Describe the picture in one long sentence, please.", "Colours?", "Count it"] * 2
+    requests = [h.request(text, image=image_url) for text in texts]
+    alone = [PromptPreparer(h.loaded).prepare(r) for r in requests]
+    preparer = PromptPreparer(h.loaded)
+    slow = preparer._run  # hold the processor a moment, so the others queue up behind the first call
+
+    def held(batch: list[Any]) -> None:
+        time.sleep(0.05)
+        slow(batch)
+
+    preparer._run = held  # type: ignore[method-assign]
+    prepared: list[Any] = [None] * len(requests)
+
+    def one(i: int) -> None:
+        prepared[i] = preparer.prepare(requests[i])
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    same = [
+        torch.equal(a.input_ids, b.input_ids)
+        and a.extras.keys() == b.extras.keys()
+        and all(torch.equal(a.extras[k], b.extras[k]) for k in a.extras)
+        for a, b in zip(alone, prepared, strict=True)
+    ]
+    pairs = zip(requests[:2], prepared[:2], strict=True)
+    results = [h.engine.submit(r, p, lambda: False).result()["text"] for r, p in pairs]
+    return {
+        "calls": preparer.calls,
+        "prepared": preparer.prepared,
+        "same_as_alone": same,
+        "lengths": [p.length for p in prepared],
+        "answers": results,
+    }
+
+
+def fused_routing(folder: str, image_url: str) -> dict[str, Any]:
+    """The fused-kernel routing on a second copy of the model (traced, not compiled, on a CPU): same logits."""
+    from model_backends.vlm_backend.vlm_engine.fused_kernels import fuse_decoder
+
+    loaded = load_model(folder, "cpu")
+    h = Harness.__new__(Harness)
+    h.loaded = loaded
+    request = h.request("Describe it.", image=image_url)
+    prompt = PromptPreparer(loaded).prepare(request)
+
+    def logits() -> torch.Tensor:
+        with torch.inference_mode():
+            return loaded.model(input_ids=prompt.input_ids, **prompt.extras).logits[0, -1].float()
+
+    before = logits()
+    counts = fuse_decoder(loaded.model.get_decoder(), "cpu", backend="eager")
+    after = logits()
+    return {"counts": counts, "max_diff": float((before - after).abs().max()), "scale": float(before.abs().max())}
+
+
 def main() -> None:
     torch.manual_seed(0)
     folder = sys.argv[1]
@@ -199,6 +259,8 @@ def main() -> None:
     report["stop_cancel"] = per_row_stop_and_cancel(h)
     report["controls"] = controls(h)
     report["gathering"] = gathering(h)
+    report["batched_preparing"] = batched_preparing(h, image_url)
+    report["fused_routing"] = fused_routing(folder, image_url)
     report["threads"] = [t.name for t in threading.enumerate()]
     h.engine.unload()
     print(json.dumps(report))

@@ -25,6 +25,7 @@ import torch
 
 from model_backends.base.errors import BadRequestError
 
+from . import fused_kernels
 from .arrivals import Arrivals
 from .chat_request import ChatRequest
 from .decode_step import DecodeStep
@@ -47,12 +48,14 @@ class EngineConfig:
     max_batch: int = 8
     max_len: int = 2048
     graphs: bool = True
+    #: fused (compiled) kernels for the decoder's element-wise steps, where a GPU and Triton allow
+    fused: bool = True
     flush_s: float = 0.005
     flush_s_per_row: float = 0.001
     prefill_tokens: int = 8192
     prefill_rows: int = 8
     #: how long a waiting request may be held back for others still being prepared, to share one prefill
-    gather_s: float = 0.015
+    gather_s: float = 0.03
 
 
 @dataclass
@@ -100,6 +103,8 @@ class ContinuousEngine:
         self.steps = 0
         self.prefills = 0
         self.max_running = 0
+        #: modules running fused kernels, by kind (empty without a GPU or with ``fused=False``)
+        self.fused: dict[str, int] = {}
         #: seconds per part of the loop (prefill; decode step launch; sampling, which waits for the GPU; tokens)
         self.seconds = {"prefill": 0.0, "step": 0.0, "sample": 0.0, "tokens": 0.0}
 
@@ -110,9 +115,20 @@ class ContinuousEngine:
         max_len = min(cfg.max_len, int(limit))
         dtype = self._head.weight.dtype
         self._kv = SlotKV(kv_shape_of(self._decoder.config), cfg.max_batch, max_len, dtype=dtype, device=self.device)
+        fusing = time.perf_counter()
+        if cfg.fused and fused_kernels.available(self.device):
+            if progress is not None:
+                progress("compiling fused kernels (cached on disk for the next start)")
+            try:
+                self.fused = fused_kernels.fuse_decoder(self._decoder, self.device)
+            except Exception:  # a compiler that cannot run here: the model's own kernels still can
+                logger.warning("fused kernels unavailable; the decoder runs its own", exc_info=True)
         self._step = DecodeStep(self._decoder, self._head, self._kv, device=self.device, graphs=cfg.graphs)
         logger.info("static KV cache: %d slots x %d positions, %.0f MB", cfg.max_batch, max_len, self._kv.nbytes / 1e6)
         with torch.inference_mode():
+            if self.fused:
+                self._warm_prefill()  # the fused kernels compile their prefill shapes now, not at a first request
+                logger.info("fused kernels ready in %.1f s", time.perf_counter() - fusing)
             seconds = self._step.warm_up(progress)
         if seconds:
             logger.info("decode graphs captured in %.1f s", seconds)
@@ -277,6 +293,14 @@ class ContinuousEngine:
             **model_extras,
         )
         return self._head(out.last_hidden_state[:, -1]).float()
+
+    def _warm_prefill(self) -> None:
+        """Prefill throwaway prompts of one and of two rows (slots are rewritten by their next owners)."""
+        for rows in (1, 2):
+            ids = torch.full((rows, 8), self._pad, dtype=torch.long)
+            self._prefill_forward(ids, [0] * rows, {}, list(range(rows)))
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize(self.device)
 
     # ------------------------------------------------------------------ decode
     def _decode(self) -> None:
