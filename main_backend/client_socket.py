@@ -35,6 +35,9 @@ _PICOWS_LOGGER.setLevel(logging.WARNING)
 HEARTBEAT_IDLE_S = 30.0
 HEARTBEAT_REPLY_S = 15.0
 
+#: picows copies a server frame's payload into its own buffer up to this size (see ``write``).
+_PICOWS_COPIES_UP_TO = 8192
+
 #: ``(payload, is_text)``: one whole message from the client.
 FrameHandler = Callable[[bytes, bool], None]
 
@@ -160,8 +163,17 @@ class ClientSocket(picows.WSListener):
 
     def write(self, frame: bytes) -> None:
         """Write a text frame now (the transport buffers what the socket does not take)."""
-        if self._transport is not None:
-            self._transport.send(picows.WSMsgType.TEXT, frame)
+        transport = self._transport
+        if transport is None:
+            return
+        if len(frame) <= _PICOWS_COPIES_UP_TO:
+            transport.send(picows.WSMsgType.TEXT, frame)
+        elif not (transport.is_close_frame_sent or transport.is_disconnected):
+            # picows 2.3.1 writes a bigger server frame as writelines([header, payload]) with the
+            # header a view of its reused write buffer; a transport that keeps what it could not
+            # send (uvloop's does) then sends the next frame's header in its place: the client saw
+            # truncated messages and "invalid opcode" as soon as two big answers queued up.
+            transport.underlying_transport.writelines((_text_header(len(frame)), frame))
 
     # ------------------------------------------------------------------ closing
     @property
@@ -266,3 +278,12 @@ def _request_head(request: web.Request) -> bytes:
     lines = [f"{request.method} {request.raw_path} HTTP/1.1".encode()]
     lines += [name + b": " + value for name, value in request.raw_headers]
     return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def _text_header(size: int) -> bytes:
+    """The header of one unmasked, final text frame of ``size`` payload bytes (RFC 6455 5.2)."""
+    if size < 126:
+        return bytes((0x81, size))
+    if size < 1 << 16:
+        return b"\x81\x7e" + size.to_bytes(2, "big")
+    return b"\x81\x7f" + size.to_bytes(8, "big")

@@ -113,3 +113,27 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
             raise ConnectionError("closed early")
         data += chunk
     return data
+
+
+async def test_big_answers_written_together_arrive_whole(hub: RunningProcess) -> None:
+    """Answers over picows' 8 KB copy limit, several written in one loop iteration, keep their own headers.
+
+    picows wrote such a frame's header as a view of a buffer it reuses; the transport kept the
+    view until the end of the loop iteration (or while the socket was full), and the client got
+    a later frame's header in its place (truncated JSON, then "invalid opcode"): the live view's
+    camera hit it at once. Several rounds, since one round does not always line answers up.
+    """
+    from websockets.asyncio.client import connect
+
+    count, blob = 60, "b" * 12_000  # just over 8 KB: several answers arrive in one read of the backend link
+    async with connect(hub.ws, max_size=None, compression=None, max_queue=1, open_timeout=10) as ws:
+        for round_ in range(6):
+            for i in range(count):
+                await ws.send(_request(f"big{round_}-{i}", blob=blob))
+            await asyncio.sleep(0.2)  # not reading for a moment: answers pile up in the hub's transport too
+            seen = []
+            for _ in range(count):
+                answer = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                assert answer["data"]["echo"]["blob"] == blob
+                seen.append(answer["request_id"])
+            assert sorted(seen) == sorted(f"big{round_}-{i}" for i in range(count))
