@@ -83,16 +83,18 @@ def fuse_decoder(decoder: Any, device: str, *, backend: str = "inductor") -> dic
     """
     kernels = FusedKernels(backend)
     counts = {"rms_norm": 0, "mlp": 0, "rotary": 0}
-    norms = [m for m in decoder.modules() if _is_rms_norm(m)]
-    mlps = [m for m in decoder.modules() if _is_gated_silu_mlp(m)]
-    if norms and _same(lambda m, x: m(x), _fused_norm_forward(kernels), norms[0], _probe(norms[0], device)):
-        for module in norms:
-            module.forward = types.MethodType(_fused_norm_forward(kernels), module)
-        counts["rms_norm"] = len(norms)
-    if mlps and _same(lambda m, x: m(x), _fused_mlp_forward(kernels), mlps[0], _probe(mlps[0], device)):
-        for module in mlps:
-            module.forward = types.MethodType(_fused_mlp_forward(kernels), module)
-        counts["mlp"] = len(mlps)
+    kinds = (("rms_norm", _is_rms_norm, _fused_norm_forward), ("mlp", _is_gated_silu_mlp, _fused_mlp_forward))
+    for kind, matches, fused_forward in kinds:
+        by_class: dict[type, list[Any]] = {}
+        for module in decoder.modules():
+            if matches(module):
+                by_class.setdefault(type(module), []).append(module)
+        for modules in by_class.values():  # each class checked on its first module: same class, same math
+            forward = fused_forward(kernels)
+            if _same(lambda m, x: m(x), forward, modules[0], _probe(modules[0], device)):
+                for module in modules:
+                    module.forward = types.MethodType(forward, module)
+                counts[kind] += len(modules)
     counts["rotary"] = _fuse_rotary(decoder, kernels, device)
     logger.info("fused kernels: %s", ", ".join(f"{n} {k}" for k, n in counts.items()))
     return counts
