@@ -128,6 +128,9 @@ def test_image_requests_arriving_together_are_preprocessed_in_one_call_with_the_
     assert all(case["same_as_alone"])  # the same token ids and image tensors as prepared one by one
     assert len(set(case["lengths"])) > 1  # different prompt lengths: padding was stripped per row
     assert all(isinstance(text, str) for text in case["answers"])
+    # a processor call that breaks half-way fails every request it took (or that waited), none hangs
+    assert case["broken_hung"] == 0
+    assert case["broken_errors"] == ["processor broke"] * 4
 
 
 def test_fused_kernel_routing_covers_every_layer_and_keeps_the_logits(report: dict[str, Any]) -> None:

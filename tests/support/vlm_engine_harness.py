@@ -220,12 +220,36 @@ def batched_preparing(h: Harness, image_url: str) -> dict[str, Any]:
     ]
     pairs = zip(requests[:2], prepared[:2], strict=True)
     results = [h.engine.submit(r, p, lambda: False).result()["text"] for r, p in pairs]
+
+    broken = PromptPreparer(h.loaded)
+
+    def fails(batch: list[Any]) -> None:
+        if batch:  # an empty turn has nothing to break
+            time.sleep(0.05)  # the others queue behind this call, then it breaks half-way
+            raise RuntimeError("processor broke")
+
+    broken._run = fails  # type: ignore[method-assign]
+    errors: list[str] = []
+
+    def attempt(request: ChatRequest) -> None:
+        try:
+            broken.prepare(request)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    waiting = [threading.Thread(target=attempt, args=(r,)) for r in requests[:4]]
+    for t in waiting:
+        t.start()
+    for t in waiting:
+        t.join(timeout=10)
     return {
         "calls": preparer.calls,
         "prepared": preparer.prepared,
         "same_as_alone": same,
         "lengths": [p.length for p in prepared],
         "answers": results,
+        "broken_errors": errors,
+        "broken_hung": sum(t.is_alive() for t in waiting),
     }
 
 

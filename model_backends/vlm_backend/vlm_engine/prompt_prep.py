@@ -91,7 +91,13 @@ class PromptPreparer:
                 if mine.prompt is None and mine.error is None:
                     with self._queue_lock:
                         batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-                    self._run(batch)
+                    try:
+                        self._run(batch)
+                    except BaseException as exc:  # no request taken may wait forever: each gets the error
+                        for item in batch:
+                            if item.prompt is None and item.error is None:
+                                item.error = exc
+                        raise
         if mine.error is not None:
             raise mine.error
         assert mine.prompt is not None
